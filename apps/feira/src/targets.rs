@@ -1,0 +1,20 @@
+//! Every deployable target. Adding a service = one line here.
+
+use platform::service::ServiceSpec;
+
+/// All services, in start order.
+pub const TARGETS: &[ServiceSpec] = &[orders::SPEC, invoices::SPEC];
+
+pub fn find(name: &str) -> Option<&'static ServiceSpec> {
+    TARGETS.iter().find(|t| t.name == name)
+}
+
+/// `(name, default port)` of every target, for configuration.
+pub fn ports() -> Vec<(&'static str, u16)> {
+    TARGETS.iter().map(|t| (t.name, t.default_port)).collect()
+}
+
+/// Every consumer of every target (for `feira dlq`).
+pub fn consumers() -> Vec<platform::messaging::ConsumerSpec> {
+    TARGETS.iter().flat_map(|t| t.consumers.iter().copied()).collect()
+}

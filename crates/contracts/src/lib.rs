@@ -1,0 +1,142 @@
+//! The only types shared between feira's services: the message [`Envelope`]
+//! and the versioned events and commands it carries.
+//!
+//! # Layout
+//! - [`Envelope`] and the [`Message`] trait: the wire format of every message.
+//! - [`orders`]: events published by the orders service.
+//! - [`invoices`]: events published by the invoices service.
+//! - [`catalog()`]: every message type with its routing key, for `feira events`.
+//!
+//! # Versioning
+//! A message type never changes incompatibly: a new field is optional, and a
+//! breaking change is a new type (`OrderPlacedV2`) published beside the old
+//! one until no consumer needs it. The routing key ends in the version
+//! (`orders.order_placed.v1`), so a consumer binds to the versions it knows.
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+pub mod invoices;
+pub mod orders;
+
+/// A message type: an event (past tense) or a command (imperative).
+pub trait Message: Serialize + DeserializeOwned + Send + Sync + 'static {
+    /// Stable type name, `<service>.<name>`.
+    const TYPE: &'static str;
+    const VERSION: u16;
+    /// Topic routing key, `<service>.<name>.v<version>`.
+    const ROUTING_KEY: &'static str;
+}
+
+/// What every message carries around its payload.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Envelope<T> {
+    /// UUIDv7; consumers deduplicate on it.
+    pub message_id: Uuid,
+    #[serde(rename = "type")]
+    pub message_type: String,
+    pub version: u16,
+    #[serde(with = "time::serde::rfc3339")]
+    pub occurred_at: OffsetDateTime,
+    /// The id shared by every message of one business flow (the first
+    /// message's id, or the request's).
+    pub correlation_id: Uuid,
+    /// The id of the message whose handling produced this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub causation_id: Option<Uuid>,
+    /// W3C trace context of the transaction that produced the message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
+    pub payload: T,
+}
+
+impl<T: Message> Envelope<T> {
+    /// A message that starts a flow: it is its own correlation.
+    pub fn new(payload: T) -> Self {
+        let id = Uuid::now_v7();
+        Envelope {
+            message_id: id,
+            message_type: T::TYPE.to_string(),
+            version: T::VERSION,
+            occurred_at: OffsetDateTime::now_utc(),
+            correlation_id: id,
+            causation_id: None,
+            traceparent: None,
+            payload,
+        }
+    }
+
+    /// A message produced while handling `cause`: same correlation, and
+    /// `cause` as its causation.
+    pub fn caused_by<C>(cause: &Envelope<C>, payload: T) -> Self {
+        Envelope {
+            correlation_id: cause.correlation_id,
+            causation_id: Some(cause.message_id),
+            ..Envelope::new(payload)
+        }
+    }
+
+    pub fn routing_key(&self) -> &'static str {
+        T::ROUTING_KEY
+    }
+}
+
+/// One entry of the message catalog.
+#[derive(Debug, Clone, Serialize)]
+pub struct CatalogEntry {
+    pub message_type: &'static str,
+    pub version: u16,
+    pub routing_key: &'static str,
+    pub publisher: &'static str,
+}
+
+fn entry<T: Message>(publisher: &'static str) -> CatalogEntry {
+    CatalogEntry {
+        message_type: T::TYPE,
+        version: T::VERSION,
+        routing_key: T::ROUTING_KEY,
+        publisher,
+    }
+}
+
+/// Every message type, with its routing key and publisher.
+pub fn catalog() -> Vec<CatalogEntry> {
+    vec![
+        entry::<orders::OrderPlacedV1>("orders"),
+        entry::<invoices::InvoiceIssuedV1>("invoices"),
+    ]
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routing_keys_end_in_their_version() {
+        for e in catalog() {
+            assert!(e.routing_key.ends_with(&format!(".v{}", e.version)), "{e:?}");
+            assert!(e.routing_key.starts_with(e.message_type), "{e:?}");
+        }
+    }
+
+    #[test]
+    fn a_caused_message_keeps_the_correlation() {
+        let first = Envelope::new(orders::OrderPlacedV1::example());
+        let next = Envelope::caused_by(&first, invoices::InvoiceIssuedV1::example());
+        assert_eq!(next.correlation_id, first.correlation_id);
+        assert_eq!(next.causation_id, Some(first.message_id));
+        assert_ne!(next.message_id, first.message_id);
+    }
+
+    #[test]
+    fn the_envelope_round_trips_through_json() {
+        let e = Envelope::new(orders::OrderPlacedV1::example());
+        let json = serde_json::to_string(&e).unwrap();
+        assert!(json.contains("\"type\":\"orders.order_placed\""));
+        let back: Envelope<orders::OrderPlacedV1> = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, e);
+    }
+}

@@ -1,0 +1,29 @@
+//! feira's shared runtime: everything a service needs except its domain.
+//!
+//! # Layout
+//! - [`config`]: `FEIRA_*` variables over local defaults, validated at start.
+//! - [`telemetry`]: JSON logs with trace ids, OpenTelemetry traces, W3C
+//!   context across HTTP and AMQP.
+//! - [`error`]: [`ErrorKind`](error::ErrorKind), problem+json answers, the
+//!   consumer dispositions.
+//! - [`http`]: the scaffold (health, metrics, OpenAPI and Swagger UI, request
+//!   id, timeouts, body limit), the [`Caller`](http::Caller) header contract,
+//!   the JSON extractor and `Idempotency-Key`.
+//! - [`db`]: pools, database creation, migrations (the platform's tables:
+//!   outbox, inbox, idempotency keys).
+//! - [`messaging`]: topology, broker handle, outbox + relay, consumer + inbox,
+//!   retries and dead-letter queues, `feira dlq` operations.
+//! - [`service`]: the [`ServiceSpec`](service::ServiceSpec) a service exports
+//!   and the runtime it gets.
+//! - [`testing`]: a database per service and a namespace per test, cleaned up.
+
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod http;
+pub mod messaging;
+pub mod service;
+pub mod telemetry;
+pub mod testing;
+
+pub use error::{ApiError, ErrorKind};

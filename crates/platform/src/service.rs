@@ -1,0 +1,189 @@
+//! What a service is to the `feira` binary, and the runtime it gets.
+//!
+//! A service crate exports one [`ServiceSpec`]: its name, default port,
+//! migrations, consumers and a `run` function. [`start`] prepares what the
+//! service needs (its database, created and migrated; its broker connection;
+//! its bound listener) and `run` adds only the domain: its router, its
+//! consumers' handlers, its relay.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use axum::Router;
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use crate::http::idempotency::IdempotencyState;
+use crate::messaging::{Broker, ConsumerSpec, Handler, Topology, consumer, outbox};
+
+pub type RunFuture = Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>>;
+
+/// A deployable target backed by a database.
+#[derive(Clone, Copy)]
+pub struct ServiceSpec {
+    pub name: &'static str,
+    pub default_port: u16,
+    pub migrator: &'static sqlx::migrate::Migrator,
+    /// Every queue the service consumes (for `feira dlq`).
+    pub consumers: &'static [ConsumerSpec],
+    pub run: fn(Service) -> RunFuture,
+}
+
+/// The runtime handed to a service's `run`.
+pub struct Service {
+    pub name: &'static str,
+    pub config: Arc<Config>,
+    pub db: PgPool,
+    pub broker: Broker,
+    pub shutdown: CancellationToken,
+    listener: TcpListener,
+    tasks: TaskTracker,
+}
+
+/// Creates and migrates the service's database, opens its broker handle and
+/// binds its port. Fails with the reason when any of them is impossible.
+pub async fn start(spec: &ServiceSpec, config: Arc<Config>, shutdown: CancellationToken) -> anyhow::Result<Service> {
+    let sc = config.service(spec.name)?;
+    let db = crate::db::connect(&sc.database, config.database_max_connections, spec.migrator)
+        .await
+        .with_context(|| format!("prepare the {} database", spec.name))?;
+    let broker = Broker::new(
+        config.amqp_url.clone(),
+        format!("feira-{}", spec.name),
+        Topology::new(config.messaging.namespace.clone()),
+    );
+    let addr = SocketAddr::new(config.bind_host, sc.port);
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("bind {addr} for {}", spec.name))?;
+    Ok(Service {
+        name: spec.name,
+        config,
+        db,
+        broker,
+        shutdown,
+        listener,
+        tasks: TaskTracker::new(),
+    })
+}
+
+impl Service {
+    /// The address the service listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::new(self.config.bind_host, 0))
+    }
+
+    /// State for the `Idempotency-Key` middleware.
+    pub fn idempotency(&self) -> IdempotencyState {
+        IdempotencyState {
+            pool: self.db.clone(),
+            ttl: self.config.http.idempotency_ttl,
+            body_limit: self.config.http.body_limit,
+        }
+    }
+
+    /// Runs the outbox relay of this service's database until shutdown.
+    pub fn spawn_outbox_relay(&self) {
+        self.tasks.spawn(outbox::relay(
+            self.name,
+            self.db.clone(),
+            self.broker.clone(),
+            self.config.messaging.clone(),
+            self.shutdown.clone(),
+        ));
+    }
+
+    /// Consumes `spec`'s queue with `handler` until shutdown.
+    pub fn spawn_consumer<H: Handler>(&self, spec: ConsumerSpec, handler: H) {
+        self.tasks.spawn(consumer::run(
+            spec,
+            Arc::new(handler),
+            self.db.clone(),
+            self.broker.clone(),
+            self.config.messaging.clone(),
+            self.shutdown.clone(),
+        ));
+    }
+
+    /// Serves `api` (wrapped by [`crate::http::app`]) until shutdown, then
+    /// lets in-flight requests finish and waits for the background tasks
+    /// (relay, consumers) to stop, within the configured grace period.
+    pub async fn serve(self, api: Router, openapi: utoipa::openapi::OpenApi) -> anyhow::Result<()> {
+        let db = self.db.clone();
+        let broker = self.broker.clone();
+        let ready: crate::http::ReadyCheck = Arc::new(move || {
+            let db = db.clone();
+            let broker = broker.clone();
+            Box::pin(async move {
+                let db_ok = tokio::time::timeout(
+                    std::time::Duration::from_secs(2),
+                    sqlx::query("SELECT 1").execute(&db),
+                )
+                .await;
+                if !matches!(db_ok, Ok(Ok(_))) {
+                    return Err("database unreachable".to_string());
+                }
+                if !broker.is_ready().await {
+                    return Err("broker unreachable".to_string());
+                }
+                Ok(())
+            })
+        });
+        let app = crate::http::app(
+            self.name,
+            api,
+            openapi,
+            ready,
+            &self.config.http,
+            crate::http::metrics_handle(),
+        );
+        let shutdown = self.shutdown.clone();
+        axum::serve(self.listener, app)
+            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+            .await
+            .with_context(|| format!("serve {}", self.name))?;
+        self.tasks.close();
+        if tokio::time::timeout(self.config.shutdown_grace, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(service = self.name, "background tasks did not stop within the grace period");
+        }
+        self.broker.close().await;
+        self.db.close().await;
+        tracing::info!(service = self.name, "stopped");
+        Ok(())
+    }
+}
+
+/// Cancels `token` on Ctrl-C or SIGTERM.
+pub fn cancel_on_signal(token: CancellationToken) {
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let term = std::future::pending::<()>();
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term => {}
+        }
+        tracing::info!("shutdown requested");
+        token.cancel();
+    });
+}

@@ -1,0 +1,3 @@
+//! The invoices HTTP API.
+
+pub mod invoices;

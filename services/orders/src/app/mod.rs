@@ -1,0 +1,75 @@
+//! Use cases: open a transaction, apply the domain, write through the
+//! repository and the outbox, commit.
+
+use contracts::Envelope;
+use platform::http::Caller;
+use platform::messaging::outbox;
+use sqlx::PgPool;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::domain::{NewOrder, Order};
+use crate::{OrdersError, events, repo};
+
+pub const MAX_PAGE: i64 = 100;
+
+/// Stores a new `PENDING` order and its `OrderPlacedV1` in one transaction.
+/// With an idempotency key, a second call returns the first order.
+#[tracing::instrument(skip_all, fields(customer_id = %new.customer_id))]
+pub async fn place_order(db: &PgPool, caller: &Caller, new: NewOrder, key: Option<&str>) -> Result<Order, OrdersError> {
+    caller.require_user()?;
+    if !caller.may_access(new.customer_id) {
+        return Err(OrdersError::Forbidden("you may only place orders for yourself"));
+    }
+    let order = Order::place(new, OffsetDateTime::now_utc());
+    let mut tx = db.begin().await?;
+    if !repo::insert_order(&mut tx, &order, key).await? {
+        let key = key.unwrap_or_default();
+        let existing = repo::fetch_order_by_key(&mut tx, order.customer_id, key).await?;
+        tx.rollback().await?;
+        return existing.ok_or(OrdersError::NotFound);
+    }
+    outbox::enqueue(&mut tx, &Envelope::new(events::order_placed(&order))).await?;
+    tx.commit().await?;
+    tracing::info!(order_id = %order.id, total_cents = order.total.get(), "order placed");
+    Ok(order)
+}
+
+/// The order, if the caller may see it; another customer's order is "not found".
+#[tracing::instrument(skip_all, fields(order_id = %id))]
+pub async fn get_order(db: &PgPool, caller: &Caller, id: Uuid) -> Result<Order, OrdersError> {
+    caller.require_user()?;
+    let mut conn = db.acquire().await?;
+    match repo::fetch_order(&mut conn, id).await? {
+        Some(o) if caller.may_access(o.customer_id) => Ok(o),
+        _ => Err(OrdersError::NotFound),
+    }
+}
+
+/// A page of orders: a customer's own, or anyone's for an admin.
+#[tracing::instrument(skip_all)]
+pub async fn list_orders(
+    db: &PgPool,
+    caller: &Caller,
+    customer_id: Option<Uuid>,
+    cursor: Option<Uuid>,
+    limit: i64,
+) -> Result<(Vec<Order>, Option<Uuid>), OrdersError> {
+    let me = caller.require_user()?;
+    let customer_id = match customer_id {
+        Some(c) if !caller.may_access(c) => return Err(OrdersError::Forbidden("you may only list your own orders")),
+        Some(c) => Some(c),
+        None if caller.is_admin() => None,
+        None => Some(me),
+    };
+    let limit = limit.clamp(1, MAX_PAGE);
+    let mut conn = db.acquire().await?;
+    let mut orders = repo::list_orders(&mut conn, customer_id, cursor, limit + 1).await?;
+    let next = if orders.len() as i64 > limit {
+        orders.truncate(limit as usize);
+        orders.last().map(|o| o.id)
+    } else {
+        None
+    };
+    Ok((orders, next))
+}

@@ -1,0 +1,3 @@
+//! The orders HTTP API.
+
+pub mod orders;
