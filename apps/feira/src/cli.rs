@@ -33,6 +33,8 @@ enum Command {
     },
     /// Print every configuration variable with its default and effective value.
     Config,
+    /// Print a target's OpenAPI document (JSON) without starting it.
+    Openapi { target: String },
     /// Print the message catalog: every event with its routing key and publisher.
     Events,
 }
@@ -82,6 +84,7 @@ pub fn main() -> ExitCode {
             Command::Dlq { command } => commands::dlq(command).await,
             Command::Config => commands::config(),
             Command::Events => commands::events(),
+            Command::Openapi { target } => commands::openapi(&target),
         }
     });
     match result {

@@ -219,3 +219,9 @@ pub fn events() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+pub fn openapi(target: &str) -> anyhow::Result<()> {
+    let spec = select(Some(vec![target.to_string()]))?[0];
+    println!("{}", serde_json::to_string_pretty(&(spec.openapi)())?);
+    Ok(())
+}

@@ -364,12 +364,11 @@ fn invalid(name: &str, value: &str, reason: &str) -> ConfigError {
 
 /// Secrets (passwords in URLs) are never printed.
 fn redact(name: &str, value: &str) -> String {
-    if name.ends_with("_URL") {
-        if let (Some(scheme_end), Some(at)) = (value.find("://"), value.rfind('@')) {
-            if at > scheme_end {
-                return format!("{}://***@{}", &value[..scheme_end], &value[at + 1..]);
-            }
-        }
+    if name.ends_with("_URL")
+        && let (Some(scheme_end), Some(at)) = (value.find("://"), value.rfind('@'))
+        && at > scheme_end
+    {
+        return format!("{}://***@{}", &value[..scheme_end], &value[at + 1..]);
     }
     value.to_string()
 }

@@ -10,6 +10,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::Context as _;
 use axum::Router;
@@ -30,6 +31,8 @@ pub struct ServiceSpec {
     pub name: &'static str,
     pub default_port: u16,
     pub migrator: &'static sqlx::migrate::Migrator,
+    /// The service's OpenAPI document, without starting it.
+    pub openapi: fn() -> utoipa::openapi::OpenApi,
     /// Every queue the service consumes (for `feira dlq`).
     pub consumers: &'static [ConsumerSpec],
     pub run: fn(Service) -> RunFuture,
@@ -44,6 +47,8 @@ pub struct Service {
     pub shutdown: CancellationToken,
     listener: TcpListener,
     tasks: TaskTracker,
+    /// Consumers that have not yet declared their queues and started.
+    consumers_starting: Arc<AtomicUsize>,
 }
 
 /// Creates and migrates the service's database, opens its broker handle and
@@ -70,6 +75,7 @@ pub async fn start(spec: &ServiceSpec, config: Arc<Config>, shutdown: Cancellati
         shutdown,
         listener,
         tasks: TaskTracker::new(),
+        consumers_starting: Arc::new(AtomicUsize::new(0)),
     })
 }
 
@@ -102,7 +108,14 @@ impl Service {
     }
 
     /// Consumes `spec`'s queue with `handler` until shutdown.
+    /// The service is not ready until the consumer has declared its queues
+    /// and started consuming once.
     pub fn spawn_consumer<H: Handler>(&self, spec: ConsumerSpec, handler: H) {
+        self.consumers_starting.fetch_add(1, Ordering::AcqRel);
+        let starting = self.consumers_starting.clone();
+        let started = move || {
+            starting.fetch_sub(1, Ordering::AcqRel);
+        };
         self.tasks.spawn(consumer::run(
             spec,
             Arc::new(handler),
@@ -110,6 +123,7 @@ impl Service {
             self.broker.clone(),
             self.config.messaging.clone(),
             self.shutdown.clone(),
+            started,
         ));
     }
 
@@ -119,22 +133,31 @@ impl Service {
     pub async fn serve(self, api: Router, openapi: utoipa::openapi::OpenApi) -> anyhow::Result<()> {
         let db = self.db.clone();
         let broker = self.broker.clone();
+        let starting = self.consumers_starting.clone();
         let ready: crate::http::ReadyCheck = Arc::new(move || {
             let db = db.clone();
             let broker = broker.clone();
+            let starting = starting.clone();
             Box::pin(async move {
-                let db_ok = tokio::time::timeout(
-                    std::time::Duration::from_secs(2),
-                    sqlx::query("SELECT 1").execute(&db),
-                )
-                .await;
-                if !matches!(db_ok, Ok(Ok(_))) {
-                    return Err("database unreachable".to_string());
+                let timeout = std::time::Duration::from_secs(2);
+                let db_ok = matches!(
+                    tokio::time::timeout(timeout, sqlx::query("SELECT 1").execute(&db)).await,
+                    Ok(Ok(_))
+                );
+                let broker_ok = tokio::time::timeout(timeout, broker.is_ready()).await.unwrap_or(false);
+                let consumers_ok = starting.load(Ordering::Acquire) == 0;
+                let state = |ok: bool, bad: &str| serde_json::Value::from(if ok { "ok" } else { bad });
+                let mut checks = serde_json::Map::new();
+                checks.insert("database".into(), state(db_ok, "unreachable"));
+                checks.insert("broker".into(), state(broker_ok, "unreachable"));
+                checks.insert("consumers".into(), state(consumers_ok, "starting"));
+                // A broker outage is survivable (the outbox keeps what is
+                // published, queues keep what is consumed), so it degrades
+                // readiness without failing it; see docs/adr/0004.
+                crate::http::Readiness {
+                    ready: db_ok && consumers_ok,
+                    checks,
                 }
-                if !broker.is_ready().await {
-                    return Err("broker unreachable".to_string());
-                }
-                Ok(())
             })
         });
         let app = crate::http::app(

@@ -172,10 +172,10 @@ where
             for s in span.scope().from_root() {
                 let mut obj = serde_json::Map::new();
                 obj.insert("name".into(), s.name().into());
-                if let Some(f) = s.extensions().get::<FormattedFields<N>>() {
-                    if let Ok(serde_json::Value::Object(m)) = serde_json::from_str(f.as_str()) {
-                        obj.extend(m);
-                    }
+                if let Some(f) = s.extensions().get::<FormattedFields<N>>()
+                    && let Ok(serde_json::Value::Object(m)) = serde_json::from_str(f.as_str())
+                {
+                    obj.extend(m);
                 }
                 spans.push(serde_json::Value::Object(obj));
             }

@@ -91,17 +91,26 @@ impl TestEnv {
         Broker::new(c.amqp_url, "feira-test", Topology::new(self.namespace.clone()))
     }
 
-    /// Starts a service in this process, as `feira run <name>` would.
+    /// Starts a service in this process, as `feira run <name>` would, and
+    /// waits until `/health/ready` answers 200 (its consumers are consuming).
     pub async fn spawn(&self, spec: &ServiceSpec) -> anyhow::Result<RunningService> {
         let shutdown = CancellationToken::new();
         let svc = service::start(spec, Arc::new(self.config()), shutdown.clone()).await?;
         let addr = svc.local_addr();
         let handle = tokio::spawn((spec.run)(svc));
-        Ok(RunningService {
+        let running = RunningService {
             addr,
             shutdown,
             handle,
-        })
+        };
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !is_ready(addr).await {
+            if tokio::time::Instant::now() > deadline {
+                anyhow::bail!("{} did not become ready within 30 s", spec.name);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        Ok(running)
     }
 
     /// A pool on a service's database (created and migrated if needed).
@@ -146,14 +155,29 @@ impl Drop for TestEnv {
         // Drop cannot await: clean up on a thread with its own runtime.
         let done = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build();
-            if let Ok(rt) = rt {
-                if let Err(e) = rt.block_on(this.cleanup()) {
-                    eprintln!("test cleanup failed: {e:#}");
-                }
+            if let Ok(rt) = rt
+                && let Err(e) = rt.block_on(this.cleanup())
+            {
+                eprintln!("test cleanup failed: {e:#}");
             }
         });
         let _ = done.join();
     }
+}
+
+/// `GET /health/ready` answers 200 (plain HTTP/1.1 over a TCP socket, so the
+/// platform needs no HTTP client).
+async fn is_ready(addr: SocketAddr) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut s) = tokio::net::TcpStream::connect(addr).await else {
+        return false;
+    };
+    let req = format!("GET /health/ready HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    if s.write_all(req.as_bytes()).await.is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 12];
+    s.read_exact(&mut buf).await.is_ok() && buf.ends_with(b"200")
 }
 
 fn url_of(base: &sqlx::postgres::PgConnectOptions, db: &str) -> String {

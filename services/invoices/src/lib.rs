@@ -33,6 +33,7 @@ pub const SPEC: ServiceSpec = ServiceSpec {
     name: "invoices",
     default_port: 8108,
     migrator: &MIGRATOR,
+    openapi,
     consumers: &[events::order_placed::CONSUMER],
     run,
 };
@@ -46,12 +47,19 @@ pub struct AppState {
 #[openapi(info(title = "feira invoices", description = "Issues one nota fiscal per order; publishes InvoiceIssuedV1."))]
 struct ApiDoc;
 
+fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(http::invoices::router())
+}
+
 /// The API router and its OpenAPI document.
 pub fn router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
-    let (router, api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .merge(http::invoices::router())
-        .split_for_parts();
+    let (router, api) = api().split_for_parts();
     (router.with_state(state), api)
+}
+
+/// The OpenAPI document alone (`feira openapi invoices`).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api().split_for_parts().1
 }
 
 fn run(svc: Service) -> RunFuture {

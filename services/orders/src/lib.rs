@@ -33,6 +33,7 @@ pub const SPEC: ServiceSpec = ServiceSpec {
     name: "orders",
     default_port: 8106,
     migrator: &MIGRATOR,
+    openapi,
     consumers: &[],
     run,
 };
@@ -46,12 +47,19 @@ pub struct AppState {
 #[openapi(info(title = "feira orders", description = "Places orders; publishes OrderPlacedV1."))]
 struct ApiDoc;
 
+fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(http::orders::router())
+}
+
 /// The API router and its OpenAPI document.
 pub fn router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
-    let (router, api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .merge(http::orders::router())
-        .split_for_parts();
+    let (router, api) = api().split_for_parts();
     (router.with_state(state), api)
+}
+
+/// The OpenAPI document alone (`feira openapi orders`).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api().split_for_parts().1
 }
 
 fn run(svc: Service) -> RunFuture {
@@ -73,6 +81,8 @@ pub enum OrdersError {
     NotFound,
     #[error("{0}")]
     Forbidden(&'static str),
+    #[error("this Idempotency-Key was already used for a different order")]
+    KeyReused,
     #[error(transparent)]
     Api(#[from] ApiError),
     #[error(transparent)]
@@ -84,6 +94,7 @@ impl OrdersError {
         match self {
             OrdersError::NotFound => ErrorKind::NotFound,
             OrdersError::Forbidden(_) => ErrorKind::Forbidden,
+            OrdersError::KeyReused => ErrorKind::Unprocessable,
             OrdersError::Api(e) => e.kind,
             OrdersError::Db(_) => ErrorKind::Internal,
         }

@@ -34,9 +34,16 @@ use crate::config::HttpConfig;
 use crate::error::{PROBLEM_JSON, Problem};
 use crate::telemetry;
 
-/// A readiness check: `Ok` or the reason the service cannot serve.
-pub type ReadyCheck =
-    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
+/// The answer of a readiness check: whether to route traffic here, and the
+/// state of each dependency.
+#[derive(Debug, Clone, Default)]
+pub struct Readiness {
+    pub ready: bool,
+    pub checks: serde_json::Map<String, serde_json::Value>,
+}
+
+/// A readiness check, run on every `GET /health/ready`.
+pub type ReadyCheck = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Readiness> + Send>> + Send + Sync>;
 
 static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -57,7 +64,7 @@ pub fn app(
         .route("/metrics", get(move || std::future::ready(metrics.render())))
         .merge(api)
         .merge(docs)
-        .fallback(unknown_route)
+        .fallback(move |req: Request| unknown_route(service, req))
         .layer(DefaultBodyLimit::max(cfg.body_limit))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, cfg.request_timeout))
         .layer(middleware::from_fn(problem_for_every_error))
@@ -95,14 +102,21 @@ pub fn app(
 }
 
 async fn readiness(State(ready): State<ReadyCheck>) -> Response {
-    match ready().await {
-        Ok(()) => AxumJson(serde_json::json!({"status": "ready"})).into_response(),
-        Err(reason) => Problem::new(StatusCode::SERVICE_UNAVAILABLE, Some(reason)).into_response(),
+    let r = ready().await;
+    if r.ready {
+        return AxumJson(serde_json::json!({"status": "ready", "checks": r.checks})).into_response();
     }
+    let failing: Vec<String> = r
+        .checks
+        .iter()
+        .filter(|(_, v)| v.as_str() != Some("ok"))
+        .map(|(k, v)| format!("{k}: {}", v.as_str().unwrap_or_default()))
+        .collect();
+    Problem::new(StatusCode::SERVICE_UNAVAILABLE, Some(format!("not ready ({})", failing.join(", ")))).into_response()
 }
 
-async fn unknown_route(req: Request) -> Response {
-    metrics::counter!("http_requests_total", "route" => "unmatched", "method" => req.method().to_string(), "status" => "404").increment(1);
+async fn unknown_route(service: &'static str, req: Request) -> Response {
+    metrics::counter!("http_requests_total", "service" => service, "route" => "unmatched", "method" => req.method().to_string(), "status" => "404").increment(1);
     Problem::new(StatusCode::NOT_FOUND, Some(format!("no route for {} {}", req.method(), req.uri().path()))).into_response()
 }
 

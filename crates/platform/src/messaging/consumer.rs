@@ -120,6 +120,7 @@ enum Outcome {
 
 /// Consumes `spec`'s queue until `shutdown`, reconnecting after broker
 /// failures. A message being handled when shutdown comes is finished first.
+/// `started` is called once, when the queues are declared and consuming.
 pub async fn run<H: Handler>(
     spec: ConsumerSpec,
     handler: Arc<H>,
@@ -127,10 +128,12 @@ pub async fn run<H: Handler>(
     broker: Broker,
     cfg: MessagingConfig,
     shutdown: CancellationToken,
+    started: impl FnOnce() + Send,
 ) {
     let mut backoff = Duration::from_millis(100);
+    let mut started = Some(started);
     while !shutdown.is_cancelled() {
-        match consume(&spec, &handler, &pool, &broker, &cfg, &shutdown).await {
+        match consume(&spec, &handler, &pool, &broker, &cfg, &shutdown, &mut started).await {
             Ok(()) => break,
             Err(e) => {
                 tracing::warn!(consumer = spec.name, error = format!("{e:#}"), retry_in_ms = backoff.as_millis() as u64, "consumer lost the broker");
@@ -152,6 +155,7 @@ async fn consume<H: Handler>(
     broker: &Broker,
     cfg: &MessagingConfig,
     shutdown: &CancellationToken,
+    started: &mut Option<impl FnOnce()>,
 ) -> anyhow::Result<()> {
     let ch = broker.channel().await?;
     broker.declare_consumer(&ch, spec, &cfg.retry_delays).await?;
@@ -163,6 +167,9 @@ async fn consume<H: Handler>(
         .basic_consume(queue.clone().into(), tag.clone().into(), BasicConsumeOptions::default(), FieldTable::default())
         .await?;
     tracing::info!(consumer = spec.name, queue = %queue, "consuming");
+    if let Some(f) = started.take() {
+        f();
+    }
     loop {
         let delivery = tokio::select! {
             d = stream.next() => d,
@@ -222,7 +229,24 @@ async fn handle_delivery<H: Handler>(
     .instrument(span.clone())
     .await;
 
-    let _enter = span.enter();
+    // Never hold `span.enter()` across an await: the span would leak into
+    // other tasks polled on this thread.
+    settle(spec, broker, cfg, ch, delivery, attempt, result, started)
+        .instrument(span)
+        .await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn settle(
+    spec: &ConsumerSpec,
+    broker: &Broker,
+    cfg: &MessagingConfig,
+    ch: &Channel,
+    delivery: Delivery,
+    attempt: u32,
+    result: Result<Outcome, HandlerError>,
+    started: Instant,
+) -> anyhow::Result<()> {
     let outcome = match result {
         Ok(Outcome::Processed) => "processed",
         Ok(Outcome::Duplicate) => {

@@ -112,10 +112,10 @@ impl Broker {
     }
 
     async fn connection(&self, state: &mut BrokerState) -> lapin::Result<Arc<Connection>> {
-        if let Some(c) = &state.connection {
-            if c.status().connected() {
-                return Ok(c.clone());
-            }
+        if let Some(c) = &state.connection
+            && c.status().connected()
+        {
+            return Ok(c.clone());
         }
         state.publisher = None;
         let props = ConnectionProperties::default()
@@ -140,10 +140,10 @@ impl Broker {
     /// handle and replaced when it breaks.
     pub async fn publisher(&self) -> lapin::Result<Channel> {
         let mut state = self.state.lock().await;
-        if let Some(ch) = &state.publisher {
-            if ch.status().connected() {
-                return Ok(ch.clone());
-            }
+        if let Some(ch) = &state.publisher
+            && ch.status().connected()
+        {
+            return Ok(ch.clone());
         }
         let conn = self.connection(&mut state).await?;
         let ch = conn.create_channel().await?;

@@ -83,8 +83,8 @@ pub struct InvoicePage {
     get, path = "/invoices/{id}", tag = "invoices",
     params(("id" = Uuid, Path)),
     responses(
-        (status = 200, body = InvoiceResponse),
-        (status = 404, body = platform::error::Problem, content_type = "application/problem+json"),
+        (status = 200, description = "the invoice", body = InvoiceResponse),
+        (status = 404, description = "no such resource for this caller", body = platform::error::Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn get_invoice(State(st): State<AppState>, caller: Caller, Path(id): Path<Uuid>) -> Result<Json<InvoiceResponse>, ApiError> {
@@ -106,7 +106,7 @@ pub struct ListQuery {
 #[utoipa::path(
     get, path = "/invoices", tag = "invoices",
     params(ListQuery),
-    responses((status = 200, body = InvoicePage))
+    responses((status = 200, description = "a page of invoices", body = InvoicePage))
 )]
 pub async fn list_invoices(State(st): State<AppState>, caller: Caller, Query(q): Query<ListQuery>) -> Result<Json<InvoicePage>, ApiError> {
     let (items, next_cursor) = app::list_invoices(&st.db, &caller, q.order_id, q.cursor, q.limit.unwrap_or(20)).await?;

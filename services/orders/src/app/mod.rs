@@ -13,21 +13,38 @@ use crate::{OrdersError, events, repo};
 
 pub const MAX_PAGE: i64 = 100;
 
-/// Stores a new `PENDING` order and its `OrderPlacedV1` in one transaction.
-/// With an idempotency key, a second call returns the first order.
-#[tracing::instrument(skip_all, fields(customer_id = %new.customer_id))]
-pub async fn place_order(db: &PgPool, caller: &Caller, new: NewOrder, key: Option<&str>) -> Result<Order, OrdersError> {
+/// Checks that the caller may place an order for `customer_id`.
+pub fn authorize_placing(caller: &Caller, customer_id: Uuid) -> Result<(), OrdersError> {
     caller.require_user()?;
-    if !caller.may_access(new.customer_id) {
+    if !caller.may_access(customer_id) {
         return Err(OrdersError::Forbidden("you may only place orders for yourself"));
     }
-    let order = Order::place(new, OffsetDateTime::now_utc());
+    Ok(())
+}
+
+/// Stores a new `PENDING` order and its `OrderPlacedV1` in one transaction.
+///
+/// With an idempotency key (kept with the order, per caller, for good), a
+/// retry returns the first order even when the process died before the
+/// HTTP layer stored its response; the same key for a different order is
+/// refused.
+#[tracing::instrument(skip_all, fields(customer_id = %new.customer_id))]
+pub async fn place_order(db: &PgPool, caller: &Caller, new: NewOrder, key: Option<&str>) -> Result<Order, OrdersError> {
+    authorize_placing(caller, new.customer_id)?;
+    let key = match (key, caller.user_id) {
+        (Some(k), Some(who)) => Some(format!("{who}:{k}")),
+        _ => None,
+    };
+    let order = Order::place(new.clone(), OffsetDateTime::now_utc());
     let mut tx = db.begin().await?;
-    if !repo::insert_order(&mut tx, &order, key).await? {
-        let key = key.unwrap_or_default();
-        let existing = repo::fetch_order_by_key(&mut tx, order.customer_id, key).await?;
+    if !repo::insert_order(&mut tx, &order, key.as_deref()).await? {
+        let existing = repo::fetch_order_by_key(&mut tx, order.customer_id, key.as_deref().unwrap_or_default()).await?;
         tx.rollback().await?;
-        return existing.ok_or(OrdersError::NotFound);
+        return match existing {
+            Some(o) if o.matches(&new) => Ok(o),
+            Some(_) => Err(OrdersError::KeyReused),
+            None => Err(OrdersError::NotFound),
+        };
     }
     outbox::enqueue(&mut tx, &Envelope::new(events::order_placed(&order))).await?;
     tx.commit().await?;

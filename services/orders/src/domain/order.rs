@@ -104,8 +104,12 @@ pub struct Order {
 }
 
 impl Order {
-    /// A new order starts `PENDING`, with a UUIDv7 id.
+    /// A new order starts `PENDING`, with a UUIDv7 id. Its time is kept to
+    /// the microsecond, as stored, so it reads back exactly as answered.
     pub fn place(new: NewOrder, now: OffsetDateTime) -> Self {
+        let created_at = now
+            .replace_nanosecond(now.nanosecond() / 1_000 * 1_000)
+            .unwrap_or(now);
         Order {
             id: Uuid::now_v7(),
             customer_id: new.customer_id,
@@ -113,8 +117,14 @@ impl Order {
             currency: new.currency,
             lines: new.lines,
             total: new.total,
-            created_at: now,
+            created_at,
         }
+    }
+
+    /// True when `new` asks for exactly this order (same customer, currency
+    /// and lines), as a retried request does.
+    pub fn matches(&self, new: &NewOrder) -> bool {
+        self.customer_id == new.customer_id && self.currency == new.currency && self.lines == new.lines
     }
 }
 
@@ -145,6 +155,13 @@ mod tests {
         let lines = vec![line(10_000, Cents::MAX / 10_000), line(1, 1)];
         assert!(OrderLine::new(Sku::parse("A").unwrap(), Quantity::parse(2).unwrap(), Cents::parse(Cents::MAX).unwrap()).is_err());
         assert_eq!(NewOrder::new(Uuid::nil(), Currency::Brl, lines), Err(OrderRuleError::TotalTooLarge));
+    }
+
+    #[test]
+    fn a_placed_order_keeps_its_time_to_the_microsecond() {
+        let now = OffsetDateTime::UNIX_EPOCH + time::Duration::nanoseconds(1_234_567);
+        let o = Order::place(NewOrder::new(Uuid::nil(), Currency::Brl, vec![line(1, 1)]).unwrap(), now);
+        assert_eq!(o.created_at, OffsetDateTime::UNIX_EPOCH + time::Duration::microseconds(1_234));
     }
 
     #[test]

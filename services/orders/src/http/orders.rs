@@ -62,10 +62,10 @@ impl TryFrom<PlaceOrderRequest> for NewOrder {
             let sku = errors.check(format!("items[{i}].sku"), Sku::parse(&item.sku));
             let qty = errors.check(format!("items[{i}].quantity"), Quantity::parse(item.quantity));
             let price = errors.check(format!("items[{i}].unit_price_cents"), Cents::parse(item.unit_price_cents));
-            if let (Some(sku), Some(qty), Some(price)) = (sku, qty, price) {
-                if let Some(line) = errors.check(format!("items[{i}]"), OrderLine::new(sku, qty, price)) {
-                    lines.push(line);
-                }
+            if let (Some(sku), Some(qty), Some(price)) = (sku, qty, price)
+                && let Some(line) = errors.check(format!("items[{i}]"), OrderLine::new(sku, qty, price))
+            {
+                lines.push(line);
             }
         }
         errors.into_result()?;
@@ -151,8 +151,16 @@ pub async fn place_order(
     State(st): State<AppState>,
     caller: Caller,
     key: Option<axum::Extension<IdempotencyKey>>,
-    Json(req): Json<PlaceOrderRequest>,
+    body: Result<Json<PlaceOrderRequest>, Response>,
 ) -> Result<Response, ApiError> {
+    // Who is asking comes before what they sent: an anonymous caller learns
+    // nothing about the body's validity.
+    caller.require_user()?;
+    let Json(req) = match body {
+        Ok(b) => b,
+        Err(rejection) => return Ok(rejection),
+    };
+    app::authorize_placing(&caller, req.customer_id)?;
     let new = NewOrder::try_from(req)?;
     let key = key.map(|k| k.0.0);
     let order = app::place_order(&st.db, &caller, new, key.as_deref()).await?;
@@ -164,8 +172,8 @@ pub async fn place_order(
     get, path = "/orders/{id}", tag = "orders",
     params(("id" = Uuid, Path)),
     responses(
-        (status = 200, body = OrderResponse),
-        (status = 404, body = platform::error::Problem, content_type = "application/problem+json"),
+        (status = 200, description = "the order", body = OrderResponse),
+        (status = 404, description = "no such resource for this caller", body = platform::error::Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn get_order(State(st): State<AppState>, caller: Caller, Path(id): Path<Uuid>) -> Result<Json<OrderResponse>, ApiError> {
@@ -187,7 +195,7 @@ pub struct ListQuery {
 #[utoipa::path(
     get, path = "/orders", tag = "orders",
     params(ListQuery),
-    responses((status = 200, body = OrderPage))
+    responses((status = 200, description = "a page of orders", body = OrderPage))
 )]
 pub async fn list_orders(State(st): State<AppState>, caller: Caller, Query(q): Query<ListQuery>) -> Result<impl IntoResponse, ApiError> {
     let (orders, next_cursor) = app::list_orders(&st.db, &caller, q.customer_id, q.cursor, q.limit.unwrap_or(20)).await?;

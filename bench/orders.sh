@@ -1,0 +1,461 @@
+#!/usr/bin/env bash
+# POST /orders benchmark: feira (release build) under wrk, the invoices
+# catch-up after the load stops, and pgbench running the same transaction
+# shape straight against PostgreSQL, all in one run. See bench/README.md.
+#
+# Usage: bash bench/orders.sh
+# Tunables (environment):
+#   BENCH_DURATION=15          seconds per measured run (wrk and pgbench)
+#   BENCH_WARMUP=3             seconds of unmeasured load before each run
+#   BENCH_CONNECTIONS="16 64"  concurrency levels (wrk connections, pgbench clients)
+#   BENCH_THREADS=2            wrk threads and pgbench -j
+#   BENCH_CATCHUP_TIMEOUT=300  seconds to wait for invoices to catch up
+#   BENCH_POLL_INTERVAL=0.25   seconds between catch-up polls
+#   BENCH_ORDERS_PORT=18106 BENCH_INVOICES_PORT=18108
+#   BENCH_BUILD=1              0 skips `cargo build --release -p feira`
+#   BENCH_PGHOST=127.0.0.1 BENCH_PGPORT=5432 BENCH_PGUSER=postgres
+# Other FEIRA_* variables in the environment (e.g. FEIRA_DATABASE_MAX_CONNECTIONS)
+# are passed through to feira.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BENCH_DIR="$ROOT/bench"
+RESULTS_DIR="$BENCH_DIR/results"
+
+DURATION=${BENCH_DURATION:-15}
+WARMUP=${BENCH_WARMUP:-3}
+read -r -a CONNECTIONS <<<"${BENCH_CONNECTIONS:-16 64}"
+THREADS=${BENCH_THREADS:-2}
+CATCHUP_TIMEOUT=${BENCH_CATCHUP_TIMEOUT:-300}
+POLL_INTERVAL=${BENCH_POLL_INTERVAL:-0.25}
+ORDERS_PORT=${BENCH_ORDERS_PORT:-18106}
+INVOICES_PORT=${BENCH_INVOICES_PORT:-18108}
+PG_HOST=${BENCH_PGHOST:-127.0.0.1}
+PG_PORT=${BENCH_PGPORT:-5432}
+PG_USER=${BENCH_PGUSER:-postgres}
+NAMESPACE=bench
+ORDERS_DB=feira_bench_orders
+INVOICES_DB=feira_bench_invoices
+SCRATCH_DB=feira_bench_pgbench
+BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/feira"
+# Queues `feira up` declares under the bench namespace (default retry delays).
+BENCH_QUEUES=(
+  "$NAMESPACE.invoices.order_placed"
+  "$NAMESPACE.invoices.order_placed.dlq"
+  "$NAMESPACE.invoices.order_placed.retry.1000ms"
+  "$NAMESPACE.invoices.order_placed.retry.10000ms"
+  "$NAMESPACE.invoices.order_placed.retry.60000ms"
+  "$NAMESPACE.unrouted"
+)
+
+STAMP=$(date -u +%Y%m%dT%H%M%SZ)
+RUN_DIR="$RESULTS_DIR/$STAMP"
+JSON_OUT="$RESULTS_DIR/$STAMP.json"
+FEIRA_PID=""
+TOP_PID=""
+CLEANED=0
+
+export LC_ALL=C
+
+log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+die() {
+  log "error: $*"
+  exit 1
+}
+
+# psql on one database, unaligned tuples only, stopping on the first error.
+q() {
+  PGOPTIONS="${PGOPTIONS:-} -c client_min_messages=warning" psql -X -q -v ON_ERROR_STOP=1 -h "$PG_HOST" -p "$PG_PORT" -U "$PG_USER" -d "$1" -tAc "$2"
+}
+
+drop_db() {
+  q postgres "DROP DATABASE IF EXISTS \"$1\" WITH (FORCE)" >/dev/null
+}
+
+now() { printf '%s' "$EPOCHREALTIME"; }
+since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.2f", b - a }'; }
+
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+ensure_cmd() { # ensure_cmd <command> <debian package>
+  command -v "$1" >/dev/null 2>&1 && return 0
+  if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+    log "$1 missing: apt-get install -y $2"
+    apt-get install -y "$2" >/dev/null 2>&1 || {
+      apt-get update >/dev/null 2>&1
+      apt-get install -y "$2" >/dev/null
+    }
+  fi
+  command -v "$1" >/dev/null 2>&1 || die "$1 not found (install the Debian package $2)"
+}
+
+delete_queues() {
+  command -v rabbitmqctl >/dev/null 2>&1 || return 0
+  local existing queue
+  existing=$(rabbitmqctl -q list_queues --no-table-headers name 2>/dev/null) || return 0
+  for queue in "${BENCH_QUEUES[@]}"; do
+    if grep -qxF "$queue" <<<"$existing"; then
+      rabbitmqctl -q delete_queue "$queue" >/dev/null 2>&1 || log "could not delete queue $queue"
+    fi
+  done
+}
+
+start_top() { # start_top <log file>: samples every second until stop_top
+  top -b -d 1 -w 512 >"$1" 2>&1 &
+  TOP_PID=$!
+}
+
+stop_top() {
+  if [[ -n $TOP_PID ]]; then
+    kill "$TOP_PID" 2>/dev/null || true
+    wait "$TOP_PID" 2>/dev/null || true
+    TOP_PID=""
+  fi
+}
+
+# Average CPU of each command over the samples of a `top -b` log (the first
+# sample, which covers the time before top started, is skipped), as a JSON
+# object: {"busy": machine-wide busy % (100 = every core), "other": CPU of
+# every process that is not part of the benchmark (builds, tests...),
+# "postgres": ..., "feira": ..., ...}. Per-process figures are in top's
+# convention: 100 = one core.
+top_summary() {
+  awk '
+    /^top - / { n++; next }
+    n < 2 { next }
+    /^%Cpu\(s\):/ {
+      for (i = 2; i <= NF; i++) if ($i ~ /^id,?$/) { idle += $(i - 1); samples++ }
+      next
+    }
+    $1 ~ /^[0-9]+$/ && NF >= 12 {
+      cpu[$12] += $9
+      if ($12 !~ /^(feira|postgres|beam\.smp|erl_child_setup|epmd|inet_gethost|wrk|pgbench|psql|top|kworker.*|ksoftirqd.*|jbd2.*|kdamond.*|rcu_.*|migration.*)$/)
+        other += $9
+    }
+    END {
+      if (samples == 0) { print "busy 0"; print "other 0"; exit }
+      printf "busy %.1f\nother %.1f\n", 100 - idle / samples, other / samples
+      for (c in cpu) if (cpu[c] / samples >= 1) printf "%s %.1f\n", c, cpu[c] / samples
+    }' "$1" |
+    jq -Rn '[inputs | split(" ") | {(.[0]): (.[1] | tonumber)}] | add // {}'
+}
+
+stop_feira() {
+  [[ -n $FEIRA_PID ]] || return 0
+  if kill -0 "$FEIRA_PID" 2>/dev/null; then
+    log "stopping feira (pid $FEIRA_PID)"
+    kill -TERM "$FEIRA_PID" 2>/dev/null || true
+    local i
+    for ((i = 0; i < 300; i++)); do
+      kill -0 "$FEIRA_PID" 2>/dev/null || break
+      sleep 0.1
+    done
+    if kill -0 "$FEIRA_PID" 2>/dev/null; then
+      log "feira ignored SIGTERM for 30 s; killing it"
+      kill -KILL "$FEIRA_PID" 2>/dev/null || true
+    fi
+  fi
+  wait "$FEIRA_PID" 2>/dev/null || true
+  FEIRA_PID=""
+}
+
+cleanup() {
+  local rc=$?
+  [[ $CLEANED -eq 1 ]] && return
+  CLEANED=1
+  set +e
+  stop_top
+  stop_feira
+  log "dropping $ORDERS_DB, $INVOICES_DB, $SCRATCH_DB and the $NAMESPACE.* queues"
+  for db in "$ORDERS_DB" "$INVOICES_DB" "$SCRATCH_DB"; do
+    drop_db "$db" 2>/dev/null || log "could not drop $db"
+  done
+  delete_queues
+  if [[ $rc -ne 0 ]]; then
+    log "failed (exit $rc); logs in $RUN_DIR"
+  fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# --- wrk output parsing ------------------------------------------------------
+
+# Milliseconds from a wrk duration such as 812.00us, 4.20ms, 1.03s or 1.50m.
+to_ms() {
+  awk -v v="$1" 'BEGIN {
+    n = v + 0
+    if (v ~ /us$/) n /= 1000
+    else if (v ~ /ms$/) n += 0
+    else if (v ~ /m$/) n *= 60000
+    else if (v ~ /s$/) n *= 1000
+    printf "%.2f", n
+  }'
+}
+
+wrk_field() { # wrk_field <output file> <what>
+  case $2 in
+    rps) awk '/^Requests\/sec:/ { print $2 }' "$1" ;;
+    p50) to_ms "$(awk '$1 == "50%" { print $2 }' "$1")" ;;
+    p99) to_ms "$(awk '$1 == "99%" { print $2 }' "$1")" ;;
+    requests) awk '/ requests in / { print $1 }' "$1" ;;
+    non2xx) awk '/Non-2xx or 3xx responses:/ { print $NF; f = 1 } END { if (!f) print 0 }' "$1" ;;
+    socket_errors)
+      awk '/Socket errors:/ { gsub(",", ""); print $4 + $6 + $8 + $10; f = 1 } END { if (!f) print 0 }' "$1"
+      ;;
+    *) die "wrk_field: unknown field $2" ;;
+  esac
+}
+
+run_wrk() { # run_wrk <connections> <seconds> <output file>
+  wrk -t "$THREADS" -c "$1" -d "${2}s" --timeout 10s --latency \
+    -s "$BENCH_DIR/post_order.lua" "http://127.0.0.1:$ORDERS_PORT/orders" >"$3" 2>&1 ||
+    die "wrk failed: $(tail -n 5 "$3")"
+}
+
+# --- invoices catch-up --------------------------------------------------------
+
+# Polls until invoices has one invoice per order. Sets CATCHUP_S (null on
+# timeout), DRAIN_S (seconds until the orders outbox had no unsent row) and
+# FINAL_ORDERS / FINAL_INVOICES.
+wait_catch_up() { # wait_catch_up <start time from now()>
+  local start=$1 row orders unsent invoices
+  CATCHUP_S=null
+  DRAIN_S=null
+  while :; do
+    row=$(q "$ORDERS_DB" "SELECT (SELECT count(*) FROM orders) || ' ' || (SELECT count(*) FROM outbox WHERE published_at IS NULL)")
+    read -r orders unsent <<<"$row"
+    invoices=$(q "$INVOICES_DB" 'SELECT count(*) FROM invoices')
+    if [[ $DRAIN_S == null && $unsent -eq 0 ]]; then
+      DRAIN_S=$(since "$start")
+    fi
+    FINAL_ORDERS=$orders
+    FINAL_INVOICES=$invoices
+    if ((invoices >= orders)); then
+      CATCHUP_S=$(since "$start")
+      return 0
+    fi
+    if awk -v s="$(since "$start")" -v t="$CATCHUP_TIMEOUT" 'BEGIN { exit !(s > t) }'; then
+      log "invoices did not catch up within ${CATCHUP_TIMEOUT}s ($invoices of $orders); see the DLQ"
+      return 0
+    fi
+    sleep "$POLL_INTERVAL"
+  done
+}
+
+# --- preflight -------------------------------------------------------------------
+
+[[ $DURATION =~ ^[0-9]+$ && $DURATION -gt 0 ]] || die "BENCH_DURATION must be a positive whole number of seconds"
+[[ $WARMUP =~ ^[0-9]+$ ]] || die "BENCH_WARMUP must be a whole number of seconds"
+((${#CONNECTIONS[@]} > 0)) || die "BENCH_CONNECTIONS is empty"
+for c in "${CONNECTIONS[@]}"; do
+  [[ $c =~ ^[0-9]+$ && $c -gt 0 ]] || die "BENCH_CONNECTIONS: $c is not a positive number"
+done
+for cmd in psql pgbench curl awk top; do
+  command -v "$cmd" >/dev/null 2>&1 || die "$cmd not found"
+done
+ensure_cmd wrk wrk
+ensure_cmd jq jq
+q postgres 'SELECT 1' >/dev/null || die "cannot reach PostgreSQL at $PG_HOST:$PG_PORT as $PG_USER"
+for port in "$ORDERS_PORT" "$INVOICES_PORT"; do
+  if port_busy "$port"; then die "port $port is in use (set BENCH_ORDERS_PORT / BENCH_INVOICES_PORT)"; fi
+done
+max_c=0
+for c in "${CONNECTIONS[@]}"; do
+  if ((c > max_c)); then max_c=$c; fi
+done
+pg_free=$(q postgres "SELECT current_setting('max_connections')::int - current_setting('superuser_reserved_connections')::int - count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'")
+((pg_free >= max_c + 2)) || die "PostgreSQL has $pg_free free connections; pgbench -c $max_c needs $((max_c + 2))"
+
+mkdir -p "$RUN_DIR"
+log "results: $RUN_DIR (json: $JSON_OUT)"
+
+if [[ ${BENCH_BUILD:-1} != 0 ]]; then
+  log "cargo build --release -p feira"
+  (cd "$ROOT" && cargo build --release -p feira) >"$RUN_DIR/build.log" 2>&1 ||
+    die "release build failed: $(tail -n 20 "$RUN_DIR/build.log")"
+fi
+[[ -x $BIN ]] || die "$BIN not found (build it, or unset BENCH_BUILD=0)"
+
+# Leftovers of an interrupted run would skew the counts.
+for db in "$ORDERS_DB" "$INVOICES_DB" "$SCRATCH_DB"; do drop_db "$db"; done
+delete_queues
+
+# --- feira -------------------------------------------------------------------------
+
+log "starting feira up (orders :$ORDERS_PORT, invoices :$INVOICES_PORT, namespace $NAMESPACE)"
+FEIRA_BIND_HOST=127.0.0.1 \
+  FEIRA_AMQP_NAMESPACE=$NAMESPACE \
+  FEIRA_ORDERS_DATABASE_URL="postgres://$PG_USER@$PG_HOST:$PG_PORT/$ORDERS_DB" \
+  FEIRA_INVOICES_DATABASE_URL="postgres://$PG_USER@$PG_HOST:$PG_PORT/$INVOICES_DB" \
+  FEIRA_ORDERS_PORT=$ORDERS_PORT \
+  FEIRA_INVOICES_PORT=$INVOICES_PORT \
+  FEIRA_LOG_FORMAT=json \
+  RUST_LOG=warn \
+  "$BIN" up >"$RUN_DIR/feira.log" 2>&1 &
+FEIRA_PID=$!
+
+for port in "$ORDERS_PORT" "$INVOICES_PORT"; do
+  ready=0
+  for ((i = 0; i < 600; i++)); do
+    kill -0 "$FEIRA_PID" 2>/dev/null || die "feira exited during start-up: $(tail -n 20 "$RUN_DIR/feira.log")"
+    if curl -fsS -o /dev/null --max-time 2 "http://127.0.0.1:$port/health/ready" 2>/dev/null; then
+      ready=1
+      break
+    fi
+    sleep 0.1
+  done
+  ((ready)) || die "port $port not ready after 60 s: $(tail -n 20 "$RUN_DIR/feira.log")"
+done
+log "feira ready"
+
+declare -A RPS P50 P99 REQS NON2XX SOCKERR PLACED UNSENT INFLIGHT CATCHUP DRAIN TPS PGFAIL ORDERS_END INVOICES_END
+declare -A CPU_LOAD CPU_CATCHUP CPU_PGBENCH
+
+for c in "${CONNECTIONS[@]}"; do
+  if ((WARMUP > 0)); then
+    log "c=$c: warm-up ${WARMUP}s"
+    run_wrk "$c" "$WARMUP" "$RUN_DIR/wrk-warmup-c$c.txt"
+    wait_catch_up "$(now)"
+  fi
+
+  log "c=$c: wrk ${DURATION}s"
+  start_top "$RUN_DIR/top-load-c$c.txt"
+  run_wrk "$c" "$DURATION" "$RUN_DIR/wrk-c$c.txt"
+  stopped=$(now)
+  stop_top
+  # State at load stop: orders placed, rows the relay has not published yet,
+  # and messages published but not yet invoiced (in RabbitMQ or being handled).
+  row=$(q "$ORDERS_DB" "SELECT (SELECT count(*) FROM orders) || ' ' || (SELECT count(*) FROM outbox WHERE published_at IS NULL)")
+  read -r placed unsent <<<"$row"
+  invoiced=$(q "$INVOICES_DB" 'SELECT count(*) FROM invoices')
+  PLACED[$c]=$placed
+  UNSENT[$c]=$unsent
+  INFLIGHT[$c]=$((placed - unsent - invoiced))
+
+  start_top "$RUN_DIR/top-catchup-c$c.txt"
+  wait_catch_up "$stopped"
+  stop_top
+  CATCHUP[$c]=$CATCHUP_S
+  DRAIN[$c]=$DRAIN_S
+  ORDERS_END[$c]=$FINAL_ORDERS
+  INVOICES_END[$c]=$FINAL_INVOICES
+
+  f="$RUN_DIR/wrk-c$c.txt"
+  RPS[$c]=$(wrk_field "$f" rps)
+  P50[$c]=$(wrk_field "$f" p50)
+  P99[$c]=$(wrk_field "$f" p99)
+  REQS[$c]=$(wrk_field "$f" requests)
+  NON2XX[$c]=$(wrk_field "$f" non2xx)
+  SOCKERR[$c]=$(wrk_field "$f" socket_errors)
+  [[ -n ${RPS[$c]} ]] || die "could not parse $f"
+  CPU_LOAD[$c]=$(top_summary "$RUN_DIR/top-load-c$c.txt")
+  CPU_CATCHUP[$c]=$(top_summary "$RUN_DIR/top-catchup-c$c.txt")
+  log "c=$c: ${RPS[$c]} req/s, p50 ${P50[$c]} ms, p99 ${P99[$c]} ms, non-2xx ${NON2XX[$c]};" \
+    "at stop: $placed orders, outbox unsent $unsent, in flight ${INFLIGHT[$c]};" \
+    "outbox drained ${DRAIN[$c]} s, invoices caught up ${CATCHUP[$c]} s"
+  if [[ ${NON2XX[$c]} != 0 || ${SOCKERR[$c]} != 0 ]]; then
+    log "c=$c: WARNING ${NON2XX[$c]} non-2xx responses and ${SOCKERR[$c]} socket errors; see $f and feira.log"
+  fi
+done
+
+dlq=null
+if command -v rabbitmqctl >/dev/null 2>&1; then
+  dlq=$(rabbitmqctl -q list_queues --no-table-headers name messages 2>/dev/null |
+    awk -v q="$NAMESPACE.invoices.order_placed.dlq" '$1 == q { print $2 }')
+  dlq=${dlq:-null}
+fi
+stop_feira
+
+# --- pgbench -----------------------------------------------------------------------
+
+log "pgbench: scratch database $SCRATCH_DB with the platform and orders migrations"
+q postgres "CREATE DATABASE \"$SCRATCH_DB\"" >/dev/null
+for f in "$ROOT"/crates/platform/migrations/*.sql "$ROOT"/services/orders/migrations/*.sql; do
+  psql -X -q -v ON_ERROR_STOP=1 --single-transaction -h "$PG_HOST" -p "$PG_PORT" -U "$PG_USER" \
+    -d "$SCRATCH_DB" -f "$f" >/dev/null
+done
+
+run_pgbench() { # run_pgbench <clients> <seconds> <output file>
+  pgbench -h "$PG_HOST" -p "$PG_PORT" -U "$PG_USER" -n -M prepared \
+    -c "$1" -j "$THREADS" -T "$2" -f "$BENCH_DIR/order_tx.sql" "$SCRATCH_DB" >"$3" 2>&1 ||
+    die "pgbench failed: $(tail -n 5 "$3")"
+}
+
+for c in "${CONNECTIONS[@]}"; do
+  if ((WARMUP > 0)); then
+    log "c=$c: pgbench warm-up ${WARMUP}s"
+    run_pgbench "$c" "$WARMUP" "$RUN_DIR/pgbench-warmup-c$c.txt"
+  fi
+  log "c=$c: pgbench ${DURATION}s"
+  start_top "$RUN_DIR/top-pgbench-c$c.txt"
+  run_pgbench "$c" "$DURATION" "$RUN_DIR/pgbench-c$c.txt"
+  stop_top
+  f="$RUN_DIR/pgbench-c$c.txt"
+  # "tps = N (without initial connection time)" (PG 14+) or
+  # "tps = N (excluding connections establishing)" (older).
+  TPS[$c]=$(awk '/^tps = .*(without initial connection time|excluding connections establishing)/ { print $3 }' "$f")
+  PGFAIL[$c]=$(awk '/number of failed transactions:/ { print $5; f = 1 } END { if (!f) print 0 }' "$f")
+  [[ -n ${TPS[$c]} ]] || die "could not parse tps from $f"
+  CPU_PGBENCH[$c]=$(top_summary "$RUN_DIR/top-pgbench-c$c.txt")
+  log "c=$c: pgbench ${TPS[$c]} tps"
+done
+
+# --- report --------------------------------------------------------------------------
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "null" }'; }
+
+printf '\nPOST /orders: feira (release, wrk) vs PostgreSQL alone (pgbench, same transaction)\n'
+printf '%s, %s s per run, %s s warm-up, %s CPUs\n\n' "$STAMP" "$DURATION" "$WARMUP" "$(nproc)"
+printf '%5s  %9s  %7s  %7s  %11s  %13s  %11s  %9s  %10s  %7s  %11s\n' \
+  conns "feira rps" "p50 ms" "p99 ms" "pgbench tps" "feira/pgbench" "outbox@stop" "drained s" "catch-up s" "inv/s" "other CPU%"
+results='[]'
+for c in "${CONNECTIONS[@]}"; do
+  r=$(ratio "${RPS[$c]}" "${TPS[$c]}")
+  backlog=$((UNSENT[$c] + INFLIGHT[$c]))
+  inv_rate=$(ratio "$backlog" "${CATCHUP[$c]/null/0}")
+  other_load=$(jq -r '.other' <<<"${CPU_LOAD[$c]}")
+  other_pg=$(jq -r '.other' <<<"${CPU_PGBENCH[$c]}")
+  printf '%5s  %9.1f  %7s  %7s  %11.1f  %13s  %11s  %9s  %10s  %7s  %11s\n' \
+    "$c" "${RPS[$c]}" "${P50[$c]}" "${P99[$c]}" "${TPS[$c]}" "$r" "${UNSENT[$c]}" "${DRAIN[$c]}" "${CATCHUP[$c]}" \
+    "$inv_rate" "$other_load/$other_pg"
+  results=$(jq -c \
+    --argjson c "$c" --argjson rps "${RPS[$c]}" --argjson p50 "${P50[$c]}" --argjson p99 "${P99[$c]}" \
+    --argjson reqs "${REQS[$c]}" --argjson non2xx "${NON2XX[$c]}" --argjson sockerr "${SOCKERR[$c]}" \
+    --argjson tps "${TPS[$c]}" --argjson pgfail "${PGFAIL[$c]}" --argjson ratio "$r" \
+    --argjson placed "${PLACED[$c]}" --argjson unsent "${UNSENT[$c]}" --argjson inflight "${INFLIGHT[$c]}" \
+    --argjson drain "${DRAIN[$c]}" --argjson catchup "${CATCHUP[$c]}" \
+    --argjson inv_rate "$inv_rate" --argjson orders_end "${ORDERS_END[$c]}" --argjson invoices_end "${INVOICES_END[$c]}" \
+    --argjson cpu_load "${CPU_LOAD[$c]}" --argjson cpu_catchup "${CPU_CATCHUP[$c]}" \
+    --argjson cpu_pgbench "${CPU_PGBENCH[$c]}" \
+    '. + [{connections: $c,
+           feira: {requests_per_sec: $rps, p50_ms: $p50, p99_ms: $p99, requests: $reqs,
+                   non_2xx: $non2xx, socket_errors: $sockerr},
+           pgbench: {tps: $tps, failed_transactions: $pgfail},
+           ratio_feira_over_pgbench: $ratio,
+           invoices: {orders_total_at_stop: $placed, outbox_unsent_at_stop: $unsent,
+                      published_not_invoiced_at_stop: $inflight,
+                      outbox_drained_seconds: $drain, catch_up_seconds: $catchup,
+                      invoices_per_sec_after_stop: $inv_rate,
+                      orders_at_end: $orders_end, invoices_at_end: $invoices_end},
+           cpu_percent: {feira_load: $cpu_load, catch_up: $cpu_catchup, pgbench: $cpu_pgbench}}]' \
+    <<<"$results")
+done
+printf '\noutbox@stop: unsent outbox rows when the load stopped; drained s / catch-up s: seconds after\n'
+printf 'the load stopped until the outbox was empty / every order had its invoice; inv/s: invoices issued\n'
+printf 'per second after the load stopped; other CPU%%: CPU (100 = one core) used by processes outside the\n'
+printf 'benchmark during the feira / pgbench runs; high values mean a noisy, less trustworthy run.\n'
+
+git_rev=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
+git_status=$(git -C "$ROOT" status --porcelain 2>/dev/null || true)
+if grep -v '^?? bench/' <<<"$git_status" | grep -q .; then git_dirty=true; else git_dirty=false; fi
+jq -n \
+  --arg ts "$STAMP" --arg rev "$git_rev" --argjson dirty "$git_dirty" \
+  --argjson duration "$DURATION" --argjson warmup "$WARMUP" --argjson threads "$THREADS" \
+  --argjson cpus "$(nproc)" --arg pg "$(q postgres 'SHOW server_version')" \
+  --arg pool "${FEIRA_DATABASE_MAX_CONNECTIONS:-10 (default)}" --argjson dlq "$dlq" \
+  --argjson results "$results" \
+  '{timestamp: $ts, git: {rev: $rev, dirty: $dirty}, cpus: $cpus, postgres: $pg,
+    duration_seconds: $duration, warmup_seconds: $warmup, threads: $threads,
+    feira_pool_per_service: $pool, invoices_dlq_messages: $dlq, results: $results}' >"$JSON_OUT"
+log "wrote $JSON_OUT"

@@ -1,0 +1,288 @@
+//! `spawn_app` and the small vocabulary the tests speak: callers, order
+//! bodies, answers and row counts.
+
+use std::time::Duration;
+
+use platform::testing::{RunningService, TestEnv};
+use reqwest::header::{CONTENT_TYPE, HeaderMap, LOCATION};
+use reqwest::{Method, RequestBuilder, StatusCode};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+/// The orders service running in this test, on its own database and its own
+/// broker namespace. Dropping it stops the service, then removes both.
+pub struct TestApp {
+    pub client: reqwest::Client,
+    /// A pool on this test's orders database, to look at what was stored.
+    pub db: PgPool,
+    service: Option<RunningService>,
+    // Dropped last: the service must be stopped before its database goes.
+    _env: TestEnv,
+}
+
+/// Starts the real orders service on 127.0.0.1 with a free port.
+pub async fn spawn_app() -> TestApp {
+    let env = TestEnv::new(&[orders::SPEC]);
+    let service = env
+        .spawn(&orders::SPEC)
+        .await
+        .expect("the orders service starts (are PostgreSQL and RabbitMQ running?)");
+    // The service created and migrated the database: a lazy pool on it is
+    // enough (`env.db` would check the migrations again).
+    let options = env
+        .config()
+        .service(orders::SPEC.name)
+        .expect("the orders configuration")
+        .database
+        .clone();
+    let db = platform::db::pool(&options, 4);
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("an HTTP client");
+    TestApp {
+        client,
+        db,
+        service: Some(service),
+        _env: env,
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        self.service
+            .as_ref()
+            .expect("the service is running")
+            .url(path)
+    }
+
+    /// A request to the service, identified as `caller`.
+    pub fn request(&self, method: Method, path: &str, caller: &Caller) -> RequestBuilder {
+        caller.identify(self.client.request(method, self.url(path)))
+    }
+
+    pub async fn get(&self, path: &str, caller: &Caller) -> Answer {
+        Answer::of(self.request(Method::GET, path, caller).send().await).await
+    }
+
+    /// `POST /orders` with a JSON body.
+    pub async fn place_order(&self, caller: &Caller, body: &Value) -> Answer {
+        Answer::of(
+            self.request(Method::POST, "/orders", caller)
+                .json(body)
+                .send()
+                .await,
+        )
+        .await
+    }
+
+    /// `POST /orders` with a JSON body and an `Idempotency-Key`.
+    pub async fn place_order_with_key(&self, caller: &Caller, key: &str, body: &Value) -> Answer {
+        let req = self
+            .request(Method::POST, "/orders", caller)
+            .header("idempotency-key", key)
+            .json(body);
+        Answer::of(req.send().await).await
+    }
+
+    /// `POST /orders` with these exact bytes, sent as JSON.
+    pub async fn place_order_raw(&self, caller: &Caller, body: impl Into<reqwest::Body>) -> Answer {
+        let req = self
+            .request(Method::POST, "/orders", caller)
+            .header(CONTENT_TYPE, "application/json")
+            .body(body);
+        Answer::of(req.send().await).await
+    }
+
+    /// Places a valid order for `caller` and returns the created order.
+    pub async fn placed_order(&self, caller: &Caller) -> Value {
+        let answer = self.place_order(caller, &valid_order(caller.id())).await;
+        assert_eq!(
+            answer.status,
+            StatusCode::CREATED,
+            "placing a valid order: {answer:?}"
+        );
+        answer.json
+    }
+
+    /// Rows in one of the service's tables.
+    pub async fn count(&self, table: &str) -> i64 {
+        assert!(
+            ["orders", "order_lines", "outbox", "idempotency_keys"].contains(&table),
+            "unexpected table {table}"
+        );
+        sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
+            .fetch_one(&self.db)
+            .await
+            .expect("counting rows")
+    }
+
+    /// Neither an order nor an event was stored.
+    pub async fn assert_nothing_stored(&self) {
+        assert_eq!(self.count("orders").await, 0, "no order should be stored");
+        assert_eq!(
+            self.count("order_lines").await,
+            0,
+            "no order line should be stored"
+        );
+        assert_eq!(self.count("outbox").await, 0, "no event should be stored");
+    }
+
+    /// Stops the service gracefully (the drop does the same, blocking).
+    pub async fn stop(mut self) {
+        if let Some(service) = self.service.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), service.stop()).await;
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        let Some(service) = self.service.take() else {
+            return;
+        };
+        service.shutdown.cancel();
+        // Wait for the relay to stop, so it cannot re-declare the namespace's
+        // exchange after the environment deleted it. Never panic here: this
+        // may run while a failed test unwinds.
+        if let Ok(rt) = tokio::runtime::Handle::try_current()
+            && rt.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
+        {
+            tokio::task::block_in_place(|| {
+                let _ = rt.block_on(tokio::time::timeout(
+                    Duration::from_secs(10),
+                    service.handle,
+                ));
+            });
+        }
+    }
+}
+
+/// Who calls: the headers the gateway would set.
+#[derive(Debug, Clone)]
+pub enum Caller {
+    Anonymous,
+    Customer(Uuid),
+    Admin(Uuid),
+    /// Headers exactly as given, for malformed identities.
+    Raw {
+        user_id: String,
+        roles: String,
+    },
+}
+
+impl Caller {
+    /// A new customer.
+    pub fn customer() -> Self {
+        Caller::Customer(Uuid::new_v4())
+    }
+
+    /// A new admin.
+    pub fn admin() -> Self {
+        Caller::Admin(Uuid::new_v4())
+    }
+
+    /// The caller's user id (a fresh one for callers without a valid id).
+    pub fn id(&self) -> Uuid {
+        match self {
+            Caller::Customer(id) | Caller::Admin(id) => *id,
+            Caller::Anonymous | Caller::Raw { .. } => Uuid::new_v4(),
+        }
+    }
+
+    fn identify(&self, req: RequestBuilder) -> RequestBuilder {
+        const USER: &str = "x-feira-user-id";
+        const ROLES: &str = "x-feira-roles";
+        match self {
+            Caller::Anonymous => req,
+            Caller::Customer(id) => req.header(USER, id.to_string()).header(ROLES, "customer"),
+            Caller::Admin(id) => req.header(USER, id.to_string()).header(ROLES, "admin"),
+            Caller::Raw { user_id, roles } => req.header(USER, user_id).header(ROLES, roles),
+        }
+    }
+}
+
+/// The order of the issue: 2 × ABC-1 at 19.90 BRL.
+pub fn valid_order(customer_id: Uuid) -> Value {
+    json!({
+        "customer_id": customer_id,
+        "currency": "BRL",
+        "items": [{"sku": "ABC-1", "quantity": 2, "unit_price_cents": 1990}]
+    })
+}
+
+/// An HTTP answer, read once.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub text: String,
+    /// The body as JSON, or `Null` when it is not JSON.
+    pub json: Value,
+}
+
+impl Answer {
+    pub async fn of(res: reqwest::Result<reqwest::Response>) -> Answer {
+        let res = res.expect("the service answers");
+        let status = res.status();
+        let headers = res.headers().clone();
+        let text = res.text().await.expect("the answer has a body");
+        let json = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Answer {
+            status,
+            headers,
+            text,
+            json,
+        }
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    pub fn content_type(&self) -> &str {
+        self.header(CONTENT_TYPE.as_str()).unwrap_or_default()
+    }
+
+    pub fn location(&self) -> Option<&str> {
+        self.header(LOCATION.as_str())
+    }
+
+    pub fn is_problem(&self) -> bool {
+        self.content_type().starts_with("application/problem+json")
+    }
+
+    /// The `field` of every entry of a problem's `errors`.
+    pub fn error_fields(&self) -> Vec<&str> {
+        self.json["errors"]
+            .as_array()
+            .map(|errors| errors.iter().filter_map(|e| e["field"].as_str()).collect())
+            .unwrap_or_default()
+    }
+
+    /// The answer is an RFC 9457 problem with this status, in the header and
+    /// in the body.
+    #[track_caller]
+    pub fn assert_problem(&self, status: StatusCode) {
+        assert_eq!(self.status, status, "unexpected status: {self:?}");
+        assert!(
+            self.is_problem(),
+            "expected application/problem+json: {self:?}"
+        );
+        assert_eq!(
+            self.json["status"],
+            json!(status.as_u16()),
+            "the problem's status: {self:?}"
+        );
+        assert!(
+            self.json["title"].is_string(),
+            "a problem has a title: {self:?}"
+        );
+        assert!(
+            self.json["type"].is_string(),
+            "a problem has a type: {self:?}"
+        );
+    }
+}
