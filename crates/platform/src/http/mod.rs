@@ -65,6 +65,7 @@ pub fn app(
         .merge(api)
         .merge(docs)
         .fallback(move |req: Request| unknown_route(service, req))
+        .layer(middleware::from_fn(run_to_completion))
         .layer(DefaultBodyLimit::max(cfg.body_limit))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, cfg.request_timeout))
         .layer(middleware::from_fn(problem_for_every_error))
@@ -140,6 +141,23 @@ async fn record_metrics(State(service): State<&'static str>, req: Request, next:
     metrics::counter!("http_requests_total", &labels).increment(1);
     metrics::histogram!("http_request_duration_seconds", &labels).record(started.elapsed().as_secs_f64());
     res
+}
+
+/// Runs the request on its own task, so a client that disconnects (or the
+/// request timeout) never cancels a handler halfway through a transaction:
+/// the work finishes and commits or rolls back as a whole. (sqlx 0.9.0 can
+/// also return a connection with an open transaction to its pool when a
+/// `begin()` is cancelled; see docs/adr/0005.)
+async fn run_to_completion(req: Request, next: Next) -> Response {
+    use tracing::Instrument as _;
+    let work = next.run(req).instrument(tracing::Span::current());
+    match tokio::spawn(work).await {
+        Ok(res) => res,
+        Err(e) => {
+            tracing::error!(error = %e, "request handler panicked");
+            Problem::new(StatusCode::INTERNAL_SERVER_ERROR, Some("internal error".to_string())).into_response()
+        }
+    }
 }
 
 /// Any error answer that is not already problem+json (axum's 405, the

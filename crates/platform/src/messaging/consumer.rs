@@ -2,6 +2,9 @@
 //!
 //! For each delivery, in one database transaction: record the message id in
 //! the inbox (a duplicate stops here), run the handler, commit; then ack.
+//! Deliveries already waiting are taken together (up to the prefetch) into
+//! one transaction with a savepoint per message, so a busy queue pays one
+//! commit per batch and a failing message is rolled back alone.
 //! A crash before the commit redelivers the message; a crash after it
 //! redelivers a message the inbox already knows. Either way the effect
 //! happens once.
@@ -18,7 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use contracts::{Envelope, Message};
-use futures_util::StreamExt as _;
+use futures_util::{FutureExt as _, StreamExt as _};
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions};
 use lapin::types::{AMQPValue, FieldTable};
@@ -171,7 +174,7 @@ async fn consume<H: Handler>(
         f();
     }
     loop {
-        let delivery = tokio::select! {
+        let first = tokio::select! {
             d = stream.next() => d,
             _ = shutdown.cancelled() => {
                 let _ = ch.basic_cancel(tag.clone().into(), Default::default()).await;
@@ -179,24 +182,31 @@ async fn consume<H: Handler>(
                 return Ok(());
             }
         };
-        let Some(delivery) = delivery else {
+        let Some(first) = first else {
             anyhow::bail!("the consumer stream ended");
         };
-        let delivery = delivery?;
-        handle_delivery(spec, handler, pool, broker, cfg, &ch, delivery).await?;
+        // Take what else is already here (up to the prefetch) and apply it in
+        // one transaction: one commit for the batch instead of one per message.
+        let mut batch = vec![first?];
+        while batch.len() < usize::from(cfg.prefetch) {
+            match stream.next().now_or_never() {
+                Some(Some(d)) => batch.push(d?),
+                _ => break,
+            }
+        }
+        handle_batch(spec, handler, pool, broker, cfg, &ch, batch).await?;
     }
 }
 
-async fn handle_delivery<H: Handler>(
-    spec: &ConsumerSpec,
-    handler: &Arc<H>,
-    pool: &PgPool,
-    broker: &Broker,
-    cfg: &MessagingConfig,
-    ch: &Channel,
+/// A delivery with what was read from it before handling.
+struct Pending {
     delivery: Delivery,
-) -> anyhow::Result<()> {
-    let started = Instant::now();
+    attempt: u32,
+    span: tracing::Span,
+    message: Result<Incoming, String>,
+}
+
+fn prepare(spec: &ConsumerSpec, delivery: Delivery) -> Pending {
     let hdrs = delivery.properties.headers().as_ref();
     let attempt = header_int(hdrs, headers::ATTEMPT).unwrap_or(1).max(1) as u32;
     let traceparent = header_str(hdrs, headers::TRACEPARENT);
@@ -211,29 +221,67 @@ async fn handle_delivery<H: Handler>(
         attempt,
     );
     telemetry::set_parent(&span, traceparent.as_deref());
+    let message = serde_json::from_slice::<Envelope<serde_json::Value>>(&delivery.data)
+        .map(|envelope| {
+            span.record("messaging.message.id", tracing::field::display(envelope.message_id));
+            span.record("message_type", envelope.message_type.as_str());
+            Incoming { envelope, routing_key: delivery.routing_key.to_string(), attempt }
+        })
+        .map_err(|e| format!("malformed envelope: {e}"));
+    Pending { delivery, attempt, span, message }
+}
 
-    let result = async {
-        let envelope: Envelope<serde_json::Value> = serde_json::from_slice(&delivery.data).map_err(|e| {
-            HandlerError::new(ErrorKind::BadRequest, anyhow::anyhow!("malformed envelope: {e}"))
-        })?;
-        let current = tracing::Span::current();
-        current.record("messaging.message.id", tracing::field::display(envelope.message_id));
-        current.record("message_type", envelope.message_type.as_str());
-        let incoming = Incoming {
-            envelope,
-            routing_key: delivery.routing_key.to_string(),
-            attempt,
-        };
-        apply(spec, handler.as_ref(), pool, &incoming).await
+async fn handle_batch<H: Handler>(
+    spec: &ConsumerSpec,
+    handler: &Arc<H>,
+    pool: &PgPool,
+    broker: &Broker,
+    cfg: &MessagingConfig,
+    ch: &Channel,
+    deliveries: Vec<Delivery>,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let items: Vec<Pending> = deliveries.into_iter().map(|d| prepare(spec, d)).collect();
+    metrics::histogram!("consumer_batch_size", "consumer" => spec.name).record(items.len() as f64);
+    let results = match apply_batch(spec, handler.as_ref(), pool, &items).await {
+        Ok(results) => results,
+        // Nothing of the batch was committed: every message is retried.
+        Err(e) => {
+            tracing::warn!(consumer = spec.name, error = %e, messages = items.len(), "batch transaction failed");
+            items
+                .iter()
+                .map(|_| Err(HandlerError::new(ErrorKind::Unavailable, anyhow::anyhow!("transaction failed: {e}"))))
+                .collect()
+        }
+    };
+    for (item, result) in items.into_iter().zip(results) {
+        // Never hold `span.enter()` across an await: the span would leak into
+        // other tasks polled on this thread.
+        let span = item.span.clone();
+        settle(spec, broker, cfg, ch, item.delivery, item.attempt, result, started).instrument(span).await?;
     }
-    .instrument(span.clone())
-    .await;
+    Ok(())
+}
 
-    // Never hold `span.enter()` across an await: the span would leak into
-    // other tasks polled on this thread.
-    settle(spec, broker, cfg, ch, delivery, attempt, result, started)
-        .instrument(span)
-        .await
+/// One transaction for the batch, one savepoint per message: a message that
+/// fails is rolled back alone and the others commit.
+async fn apply_batch<H: Handler>(
+    spec: &ConsumerSpec,
+    handler: &H,
+    pool: &PgPool,
+    items: &[Pending],
+) -> sqlx::Result<Vec<Result<Outcome, HandlerError>>> {
+    let mut tx = pool.begin().await?;
+    let mut results = Vec::with_capacity(items.len());
+    for item in items {
+        let result = match &item.message {
+            Err(reason) => Err(HandlerError::new(ErrorKind::BadRequest, anyhow::anyhow!("{reason}"))),
+            Ok(msg) => apply(spec, handler, &mut tx, msg).instrument(item.span.clone()).await,
+        };
+        results.push(result);
+    }
+    tx.commit().await?;
+    Ok(results)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -312,12 +360,14 @@ fn record(spec: &ConsumerSpec, outcome: &'static str, started: Instant) {
     metrics::histogram!("consumer_handle_duration_seconds", "consumer" => spec.name).record(started.elapsed().as_secs_f64());
 }
 
-/// Inbox + handler + commit, in one transaction.
-async fn apply<H: Handler>(spec: &ConsumerSpec, handler: &H, pool: &PgPool, msg: &Incoming) -> Result<Outcome, HandlerError> {
-    let mut tx = pool
-        .begin()
-        .await
-        .map_err(|e| HandlerError::new(ErrorKind::Unavailable, e))?;
+/// Inbox + handler inside a savepoint of the batch's transaction.
+async fn apply<H: Handler>(
+    spec: &ConsumerSpec,
+    handler: &H,
+    tx: &mut PgConnection,
+    msg: &Incoming,
+) -> Result<Outcome, HandlerError> {
+    let mut sp = sqlx::Connection::begin(&mut *tx).await?;
     let fresh = sqlx::query(
         "INSERT INTO inbox (consumer, message_id, message_type) VALUES ($1, $2, $3)
          ON CONFLICT DO NOTHING",
@@ -325,17 +375,24 @@ async fn apply<H: Handler>(spec: &ConsumerSpec, handler: &H, pool: &PgPool, msg:
     .bind(spec.name)
     .bind(msg.envelope.message_id)
     .bind(&msg.envelope.message_type)
-    .execute(&mut *tx)
+    .execute(&mut *sp)
     .await?
     .rows_affected()
         == 1;
     if !fresh {
-        tx.rollback().await?;
+        sp.rollback().await?;
         return Ok(Outcome::Duplicate);
     }
-    handler.handle(&mut tx, msg).await?;
-    tx.commit().await?;
-    Ok(Outcome::Processed)
+    match handler.handle(&mut sp, msg).await {
+        Ok(()) => {
+            sp.commit().await?;
+            Ok(Outcome::Processed)
+        }
+        Err(e) => {
+            sp.rollback().await?;
+            Err(e)
+        }
+    }
 }
 
 fn truncate(s: &str, max: usize) -> String {
