@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The test command: every test of the workspace against the real PostgreSQL
+# and RabbitMQ on loopback, then the OpenAPI documents through an external
+# OpenAPI 3.1 validator.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/ensure-services.sh
+cargo nextest run --workspace --locked --no-fail-fast "$@"
+
+if python3 -c 'import openapi_spec_validator' 2>/dev/null; then
+  out=$(mktemp -d)
+  for target in $(cargo run -q --locked -p feira -- targets | awk '{print $1}'); do
+    cargo run -q --locked -p feira -- openapi "$target" > "$out/$target.json"
+    python3 -m openapi_spec_validator "$out/$target.json"
+  done
+  rm -rf "$out"
+else
+  echo "openapi-spec-validator not installed (pip install openapi-spec-validator): OpenAPI documents not validated" >&2
+fi
