@@ -94,7 +94,12 @@ pub async fn run(names: Option<Vec<String>>) -> anyhow::Result<()> {
 pub fn targets() -> anyhow::Result<()> {
     for t in targets::TARGETS {
         let consumers: Vec<_> = t.consumers.iter().map(|c| c.name).collect();
-        println!("{:<10} port {:<5} consumes: {}", t.name, t.default_port, if consumers.is_empty() { "-".to_string() } else { consumers.join(", ") });
+        println!(
+            "{:<10} port {:<5} consumes: {}",
+            t.name,
+            t.default_port,
+            if consumers.is_empty() { "-".to_string() } else { consumers.join(", ") }
+        );
     }
     Ok(())
 }
@@ -115,7 +120,8 @@ pub async fn migrate(names: Vec<String>) -> anyhow::Result<()> {
 
 fn actor() -> String {
     let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into());
-    let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "localhost".into());
+    let host =
+        std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "localhost".into());
     format!("{user}@{host}")
 }
 
@@ -180,7 +186,10 @@ fn print_table(items: &[ops::DeadLetter]) {
     for i in items {
         let error: String = i.error.chars().take(80).collect();
         let failed: String = i.failed_at.chars().take(20).collect();
-        println!("{:<36}  {:<26}  {:<30}  {:>8}  {:<20}  {}", i.message_id, i.message_type, i.queue, i.attempts, failed, error);
+        println!(
+            "{:<36}  {:<26}  {:<30}  {:>8}  {:<20}  {}",
+            i.message_id, i.message_type, i.queue, i.attempts, failed, error
+        );
     }
     println!("{} message(s)", items.len());
 }

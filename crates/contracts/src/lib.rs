@@ -93,20 +93,12 @@ pub struct CatalogEntry {
 }
 
 fn entry<T: Message>(publisher: &'static str) -> CatalogEntry {
-    CatalogEntry {
-        message_type: T::TYPE,
-        version: T::VERSION,
-        routing_key: T::ROUTING_KEY,
-        publisher,
-    }
+    CatalogEntry { message_type: T::TYPE, version: T::VERSION, routing_key: T::ROUTING_KEY, publisher }
 }
 
 /// Every message type, with its routing key and publisher.
 pub fn catalog() -> Vec<CatalogEntry> {
-    vec![
-        entry::<orders::OrderPlacedV1>("orders"),
-        entry::<invoices::InvoiceIssuedV1>("invoices"),
-    ]
+    vec![entry::<orders::OrderPlacedV1>("orders"), entry::<invoices::InvoiceIssuedV1>("invoices")]
 }
 
 #[cfg(test)]

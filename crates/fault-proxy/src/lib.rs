@@ -175,11 +175,7 @@ impl FaultProxy {
         let socket = bind_socket(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))?;
         let listener = socket.listen(BACKLOG)?;
         let addr = listener.local_addr()?;
-        let (state, _) = watch::channel(State {
-            mode: Mode::Pass,
-            cut_epoch: 0,
-            shutdown: false,
-        });
+        let (state, _) = watch::channel(State { mode: Mode::Pass, cut_epoch: 0, shutdown: false });
         let shared = Arc::new(Shared {
             addr,
             upstream,
@@ -187,17 +183,11 @@ impl FaultProxy {
             state,
             latency_nanos: AtomicU64::new(0),
             open: AtomicUsize::new(0),
-            slot: Mutex::new(Slot {
-                listener: Some(listener),
-                reserved: None,
-            }),
+            slot: Mutex::new(Slot { listener: Some(listener), reserved: None }),
         });
         let listener_task = tokio::spawn(accept_loop(Arc::clone(&shared))).abort_handle();
         tracing::debug!(%addr, %upstream, "fault proxy started");
-        Ok(FaultProxy {
-            shared,
-            listener_task,
-        })
+        Ok(FaultProxy { shared, listener_task })
     }
 
     /// The proxy's listen address (always `127.0.0.1:<port>`; the port never
@@ -367,11 +357,7 @@ impl Shared {
 }
 
 fn bind_socket(addr: SocketAddr) -> io::Result<TcpSocket> {
-    let socket = if addr.is_ipv4() {
-        TcpSocket::new_v4()?
-    } else {
-        TcpSocket::new_v6()?
-    };
+    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
     Ok(socket)
@@ -434,12 +420,7 @@ async fn accept_loop(shared: Arc<Shared>) {
             }
             Mode::Pass | Mode::Blackhole => {
                 let guard = OpenGuard::new(&shared);
-                connections.spawn(run_connection(
-                    Arc::clone(&shared),
-                    client,
-                    state.cut_epoch,
-                    guard,
-                ));
+                connections.spawn(run_connection(Arc::clone(&shared), client, state.cut_epoch, guard));
             }
         }
     }
@@ -453,10 +434,7 @@ fn reset(stream: &TcpStream) {
 }
 
 fn aborted() -> io::Error {
-    io::Error::new(
-        io::ErrorKind::ConnectionAborted,
-        "fault proxy stopped forwarding",
-    )
+    io::Error::new(io::ErrorKind::ConnectionAborted, "fault proxy stopped forwarding")
 }
 
 /// Resolves once this connection must die: a cut/refuse happened after it
@@ -468,15 +446,8 @@ async fn wait_cut(rx: &mut watch::Receiver<State>, epoch: u64) {
 
 /// Resolves once traffic may flow; errors if it never will again.
 async fn wait_pass(rx: &mut watch::Receiver<State>) -> io::Result<()> {
-    let state = *rx
-        .wait_for(|s| s.shutdown || s.mode != Mode::Blackhole)
-        .await
-        .map_err(|_| aborted())?;
-    if state.mode == Mode::Pass && !state.shutdown {
-        Ok(())
-    } else {
-        Err(aborted())
-    }
+    let state = *rx.wait_for(|s| s.shutdown || s.mode != Mode::Blackhole).await.map_err(|_| aborted())?;
+    if state.mode == Mode::Pass && !state.shutdown { Ok(()) } else { Err(aborted()) }
 }
 
 /// Resolves once traffic must stop flowing.
@@ -537,11 +508,7 @@ async fn run_connection(shared: Arc<Shared>, mut client: TcpStream, epoch: u64, 
 }
 
 /// Copies one direction until EOF (then half-closes the writer) or error.
-async fn pipe(
-    mut reader: ReadHalf<'_>,
-    mut writer: WriteHalf<'_>,
-    shared: &Shared,
-) -> io::Result<()> {
+async fn pipe(mut reader: ReadHalf<'_>, mut writer: WriteHalf<'_>, shared: &Shared) -> io::Result<()> {
     let mut rx = shared.state.subscribe();
     let mut buf = vec![0u8; CHUNK];
     loop {

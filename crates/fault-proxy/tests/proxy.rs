@@ -39,10 +39,7 @@ async fn start() -> FaultProxy {
 async fn round_trip(conn: &mut TcpStream, msg: &[u8]) -> Vec<u8> {
     conn.write_all(msg).await.unwrap();
     let mut buf = vec![0u8; msg.len()];
-    timeout(PROMPTLY, conn.read_exact(&mut buf))
-        .await
-        .expect("echo timed out")
-        .unwrap();
+    timeout(PROMPTLY, conn.read_exact(&mut buf)).await.expect("echo timed out").unwrap();
     buf
 }
 
@@ -98,10 +95,7 @@ async fn passes_traffic_through() {
     let expected = payload.clone();
     let writer = tokio::spawn(async move { w.write_all(&payload).await.unwrap() });
     let mut echoed = vec![0u8; expected.len()];
-    timeout(Duration::from_secs(5), r.read_exact(&mut echoed))
-        .await
-        .unwrap()
-        .unwrap();
+    timeout(Duration::from_secs(5), r.read_exact(&mut echoed)).await.unwrap().unwrap();
     writer.await.unwrap();
     assert!(echoed == expected, "large payload corrupted");
 
@@ -122,11 +116,7 @@ async fn latency_delays_round_trips() {
     let started = Instant::now();
     assert_eq!(round_trip(&mut conn, b"slow").await, b"slow");
     // Delayed once on the way in and once on the way out.
-    assert!(
-        started.elapsed() >= latency * 2,
-        "round trip took only {:?}",
-        started.elapsed()
-    );
+    assert!(started.elapsed() >= latency * 2, "round trip took only {:?}", started.elapsed());
 
     // Back to no latency: still works (no upper bound asserted).
     proxy.set_latency(Duration::ZERO);
@@ -143,10 +133,7 @@ async fn cut_closes_connections_until_restore() {
     assert_eq!(proxy.mode(), Mode::Cut);
     // The idle open connection is closed without any traffic on it.
     assert_closed(&mut conn).await;
-    eventually("cut connections to be gone", || {
-        proxy.open_connections() == 0
-    })
-    .await;
+    eventually("cut connections to be gone", || proxy.open_connections() == 0).await;
 
     // New connections are dropped right away.
     assert_dropped_on_connect(proxy.addr()).await;
@@ -215,33 +202,21 @@ async fn blackhole_hangs_traffic_until_restore() {
     // An existing connection stops forwarding...
     old.write_all(b"lost").await.unwrap();
     let mut buf = [0u8; 4];
-    assert!(
-        timeout(SILENCE, old.read_exact(&mut buf)).await.is_err(),
-        "blackholed connection answered"
-    );
+    assert!(timeout(SILENCE, old.read_exact(&mut buf)).await.is_err(), "blackholed connection answered");
 
     // ...and a new one is accepted and held open, but silent.
     let mut new = TcpStream::connect(proxy.addr()).await.unwrap();
     new.write_all(b"void").await.unwrap();
     let mut buf2 = [0u8; 4];
-    assert!(
-        timeout(SILENCE, new.read_exact(&mut buf2)).await.is_err(),
-        "blackholed connection answered"
-    );
+    assert!(timeout(SILENCE, new.read_exact(&mut buf2)).await.is_err(), "blackholed connection answered");
     assert_eq!(proxy.open_connections(), 2);
 
     proxy.restore();
     connect_and_echo(proxy.addr()).await;
     // Held connections resume and deliver what was sent meanwhile.
-    timeout(PROMPTLY, old.read_exact(&mut buf))
-        .await
-        .unwrap()
-        .unwrap();
+    timeout(PROMPTLY, old.read_exact(&mut buf)).await.unwrap().unwrap();
     assert_eq!(&buf, b"lost");
-    timeout(PROMPTLY, new.read_exact(&mut buf2))
-        .await
-        .unwrap()
-        .unwrap();
+    timeout(PROMPTLY, new.read_exact(&mut buf2)).await.unwrap().unwrap();
     assert_eq!(&buf2, b"void");
 }
 
@@ -250,10 +225,7 @@ async fn cut_during_blackhole_closes_held_connections() {
     let proxy = start().await;
     proxy.blackhole();
     let mut conn = TcpStream::connect(proxy.addr()).await.unwrap();
-    eventually("connection to be accepted", || {
-        proxy.open_connections() == 1
-    })
-    .await;
+    eventually("connection to be accepted", || proxy.open_connections() == 1).await;
 
     proxy.cut();
     assert_closed(&mut conn).await;
@@ -294,10 +266,7 @@ async fn unreachable_upstream_closes_client() {
     let proxy = FaultProxy::start(dead).await.unwrap();
     let mut conn = TcpStream::connect(proxy.addr()).await.unwrap();
     assert_closed(&mut conn).await;
-    eventually("connection to be released", || {
-        proxy.open_connections() == 0
-    })
-    .await;
+    eventually("connection to be released", || proxy.open_connections() == 0).await;
 }
 
 #[test]

@@ -33,11 +33,7 @@ pub const GLOBAL_VARS: &[Var] = &[
         default: "postgres://postgres@127.0.0.1:5432/postgres",
         help: "PostgreSQL server; each service uses its own database `feira_<service>` on it, created if missing",
     },
-    Var {
-        name: "FEIRA_DATABASE_MAX_CONNECTIONS",
-        default: "10",
-        help: "pool size per service",
-    },
+    Var { name: "FEIRA_DATABASE_MAX_CONNECTIONS", default: "10", help: "pool size per service" },
     Var {
         name: "FEIRA_AMQP_URL",
         default: "amqp://guest:guest@127.0.0.1:5672/%2f",
@@ -48,11 +44,7 @@ pub const GLOBAL_VARS: &[Var] = &[
         default: "feira",
         help: "prefix of every exchange and queue name, so several installations (or tests) share one vhost",
     },
-    Var {
-        name: "FEIRA_AMQP_PREFETCH",
-        default: "32",
-        help: "unacknowledged messages a consumer may hold",
-    },
+    Var { name: "FEIRA_AMQP_PREFETCH", default: "32", help: "unacknowledged messages a consumer may hold" },
     Var {
         name: "FEIRA_RETRY_DELAYS",
         default: "1s,10s,60s",
@@ -63,11 +55,7 @@ pub const GLOBAL_VARS: &[Var] = &[
         default: "1s",
         help: "how often the outbox relay looks for unsent rows when no NOTIFY woke it",
     },
-    Var {
-        name: "FEIRA_OUTBOX_BATCH_SIZE",
-        default: "200",
-        help: "outbox rows published per relay transaction",
-    },
+    Var { name: "FEIRA_OUTBOX_BATCH_SIZE", default: "200", help: "outbox rows published per relay transaction" },
     Var {
         name: "FEIRA_OUTBOX_RETENTION",
         default: "7d",
@@ -78,11 +66,7 @@ pub const GLOBAL_VARS: &[Var] = &[
         default: "1048576",
         help: "largest accepted request body, in bytes (larger answers 413)",
     },
-    Var {
-        name: "FEIRA_HTTP_REQUEST_TIMEOUT",
-        default: "30s",
-        help: "time a request may take before it answers 408",
-    },
+    Var { name: "FEIRA_HTTP_REQUEST_TIMEOUT", default: "30s", help: "time a request may take before it answers 408" },
     Var {
         name: "FEIRA_IDEMPOTENCY_TTL",
         default: "24h",
@@ -102,21 +86,13 @@ pub const GLOBAL_VARS: &[Var] = &[
 
 /// Variables read by the telemetry layer under their standard names.
 pub const STANDARD_VARS: &[Var] = &[
-    Var {
-        name: "RUST_LOG",
-        default: "info",
-        help: "log filter (tracing-subscriber EnvFilter syntax)",
-    },
+    Var { name: "RUST_LOG", default: "info", help: "log filter (tracing-subscriber EnvFilter syntax)" },
     Var {
         name: "OTEL_EXPORTER_OTLP_ENDPOINT",
         default: "(unset)",
         help: "when set, traces are exported over OTLP/HTTP to this collector",
     },
-    Var {
-        name: "OTEL_SERVICE_NAME",
-        default: "feira",
-        help: "service.name resource attribute of exported traces",
-    },
+    Var { name: "OTEL_SERVICE_NAME", default: "feira", help: "service.name resource attribute of exported traces" },
 ];
 
 /// The per-service variables, with `{SERVICE}` standing for the upper-cased
@@ -124,11 +100,7 @@ pub const STANDARD_VARS: &[Var] = &[
 pub fn service_vars(service: &str, default_port: u16) -> Vec<(String, String, &'static str)> {
     let up = service.to_uppercase().replace('-', "_");
     vec![
-        (
-            format!("FEIRA_{up}_PORT"),
-            default_port.to_string(),
-            "HTTP port of the service (0 picks a free port)",
-        ),
+        (format!("FEIRA_{up}_PORT"), default_port.to_string(), "HTTP port of the service (0 picks a free port)"),
         (
             format!("FEIRA_{up}_DATABASE_URL"),
             format!("FEIRA_DATABASE_URL with database feira_{}", service.replace('-', "_")),
@@ -141,11 +113,7 @@ pub fn service_vars(service: &str, default_port: u16) -> Vec<(String, String, &'
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("invalid value {value:?} for {name}: {reason}")]
-    Invalid {
-        name: String,
-        value: String,
-        reason: String,
-    },
+    Invalid { name: String, value: String, reason: String },
     #[error("unknown variable {name}; `feira config` lists the known ones")]
     Unknown { name: String },
 }
@@ -200,35 +168,23 @@ impl Config {
     /// Reads the process environment. `services` lists every known target
     /// with its default port, so per-service variables can be checked.
     pub fn from_env(services: &[(&str, u16)]) -> Result<Self, ConfigError> {
-        let env: BTreeMap<String, String> = std::env::vars()
-            .filter(|(k, _)| k.starts_with("FEIRA_"))
-            .collect();
+        let env: BTreeMap<String, String> = std::env::vars().filter(|(k, _)| k.starts_with("FEIRA_")).collect();
         Self::from_map(&env, services)
     }
 
     /// Reads configuration from a map of variables (the environment, or a
     /// test's own settings).
-    pub fn from_map(
-        env: &BTreeMap<String, String>,
-        services: &[(&str, u16)],
-    ) -> Result<Self, ConfigError> {
+    pub fn from_map(env: &BTreeMap<String, String>, services: &[(&str, u16)]) -> Result<Self, ConfigError> {
         let mut known: Vec<String> = GLOBAL_VARS.iter().map(|v| v.name.to_string()).collect();
         for (svc, port) in services {
             known.extend(service_vars(svc, *port).into_iter().map(|(n, _, _)| n));
         }
-        if let Some(name) = env
-            .keys()
-            .find(|k| k.starts_with("FEIRA_") && !known.contains(k))
-        {
+        if let Some(name) = env.keys().find(|k| k.starts_with("FEIRA_") && !known.contains(k)) {
             return Err(ConfigError::Unknown { name: name.clone() });
         }
         let get = |name: &str| -> String {
             env.get(name).cloned().unwrap_or_else(|| {
-                GLOBAL_VARS
-                    .iter()
-                    .find(|v| v.name == name)
-                    .map(|v| v.default.to_string())
-                    .unwrap_or_default()
+                GLOBAL_VARS.iter().find(|v| v.name == name).map(|v| v.default.to_string()).unwrap_or_default()
             })
         };
 
@@ -243,18 +199,9 @@ impl Config {
             };
             let db = match env.get(&db_var) {
                 Some(v) => parse(&db_var, v)?,
-                None => database
-                    .clone()
-                    .database(&format!("feira_{}", svc.replace('-', "_"))),
+                None => database.clone().database(&format!("feira_{}", svc.replace('-', "_"))),
             };
-            service_map.insert(
-                svc.to_string(),
-                ServiceConfig {
-                    name: svc.to_string(),
-                    port,
-                    database: db,
-                },
-            );
+            service_map.insert(svc.to_string(), ServiceConfig { name: svc.to_string(), port, database: db });
         }
 
         let amqp_url = get("FEIRA_AMQP_URL");
@@ -262,16 +209,8 @@ impl Config {
             return Err(invalid("FEIRA_AMQP_URL", &amqp_url, "must start with amqp:// or amqps://"));
         }
         let namespace = get("FEIRA_AMQP_NAMESPACE");
-        if namespace.is_empty()
-            || !namespace
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-        {
-            return Err(invalid(
-                "FEIRA_AMQP_NAMESPACE",
-                &namespace,
-                "use letters, digits, '_' or '-'",
-            ));
+        if namespace.is_empty() || !namespace.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+            return Err(invalid("FEIRA_AMQP_NAMESPACE", &namespace, "use letters, digits, '_' or '-'"));
         }
         let retry_raw = get("FEIRA_RETRY_DELAYS");
         let retry_delays = retry_raw
@@ -292,10 +231,7 @@ impl Config {
         let prefetch: u16 = parse("FEIRA_AMQP_PREFETCH", &get("FEIRA_AMQP_PREFETCH"))?;
         let batch: i64 = parse("FEIRA_OUTBOX_BATCH_SIZE", &get("FEIRA_OUTBOX_BATCH_SIZE"))?;
         let body_limit: usize = parse("FEIRA_HTTP_BODY_LIMIT", &get("FEIRA_HTTP_BODY_LIMIT"))?;
-        let max_conn: u32 = parse(
-            "FEIRA_DATABASE_MAX_CONNECTIONS",
-            &get("FEIRA_DATABASE_MAX_CONNECTIONS"),
-        )?;
+        let max_conn: u32 = parse("FEIRA_DATABASE_MAX_CONNECTIONS", &get("FEIRA_DATABASE_MAX_CONNECTIONS"))?;
         for (name, value) in [
             ("FEIRA_AMQP_PREFETCH", prefetch as i64),
             ("FEIRA_OUTBOX_BATCH_SIZE", batch),
@@ -341,9 +277,7 @@ impl Config {
     /// Never for a service listed when the config was built; an unknown name
     /// is a programming error reported as an `Unknown` error instead.
     pub fn service(&self, name: &str) -> Result<&ServiceConfig, ConfigError> {
-        self.services.get(name).ok_or_else(|| ConfigError::Unknown {
-            name: name.to_string(),
-        })
+        self.services.get(name).ok_or_else(|| ConfigError::Unknown { name: name.to_string() })
     }
 
     /// Overrides a service's port (tests and `feira up --port-offset`).
@@ -355,11 +289,7 @@ impl Config {
 }
 
 fn invalid(name: &str, value: &str, reason: &str) -> ConfigError {
-    ConfigError::Invalid {
-        name: name.to_string(),
-        value: redact(name, value),
-        reason: reason.to_string(),
-    }
+    ConfigError::Invalid { name: name.to_string(), value: redact(name, value), reason: reason.to_string() }
 }
 
 /// Secrets (passwords in URLs) are never printed.
@@ -377,21 +307,15 @@ fn parse<T: FromStr>(name: &str, value: &str) -> Result<T, ConfigError>
 where
     T::Err: std::fmt::Display,
 {
-    value
-        .parse()
-        .map_err(|e: T::Err| invalid(name, value, &e.to_string()))
+    value.parse().map_err(|e: T::Err| invalid(name, value, &e.to_string()))
 }
 
 /// Parses `250ms`, `5s`, `10m`, `24h`, `7d`.
 pub fn parse_duration(raw: &str) -> Result<Duration, String> {
     let raw = raw.trim();
-    let split = raw
-        .find(|c: char| !c.is_ascii_digit())
-        .ok_or_else(|| "missing unit (ms, s, m, h or d)".to_string())?;
+    let split = raw.find(|c: char| !c.is_ascii_digit()).ok_or_else(|| "missing unit (ms, s, m, h or d)".to_string())?;
     let (num, unit) = raw.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| "expected a whole number followed by ms, s, m, h or d".to_string())?;
+    let n: u64 = num.parse().map_err(|_| "expected a whole number followed by ms, s, m, h or d".to_string())?;
     let secs = match unit {
         "ms" => return Ok(Duration::from_millis(n)),
         "s" => n,
@@ -409,10 +333,7 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     #[test]
@@ -425,29 +346,22 @@ mod tests {
 
     #[test]
     fn an_invalid_value_names_its_variable() {
-        let err = Config::from_map(&env(&[("FEIRA_ORDERS_PORT", "eighty")]), &[("orders", 8106)])
-            .unwrap_err()
-            .to_string();
+        let err =
+            Config::from_map(&env(&[("FEIRA_ORDERS_PORT", "eighty")]), &[("orders", 8106)]).unwrap_err().to_string();
         assert!(err.contains("FEIRA_ORDERS_PORT"), "{err}");
-        let err = Config::from_map(&env(&[("FEIRA_RETRY_DELAYS", "1s,soon")]), &[])
-            .unwrap_err()
-            .to_string();
+        let err = Config::from_map(&env(&[("FEIRA_RETRY_DELAYS", "1s,soon")]), &[]).unwrap_err().to_string();
         assert!(err.contains("FEIRA_RETRY_DELAYS"), "{err}");
     }
 
     #[test]
     fn an_unknown_feira_variable_is_rejected() {
-        let err = Config::from_map(&env(&[("FEIRA_ORDRES_PORT", "1")]), &[("orders", 8106)])
-            .unwrap_err()
-            .to_string();
+        let err = Config::from_map(&env(&[("FEIRA_ORDRES_PORT", "1")]), &[("orders", 8106)]).unwrap_err().to_string();
         assert!(err.contains("FEIRA_ORDRES_PORT"), "{err}");
     }
 
     #[test]
     fn passwords_in_urls_are_not_printed() {
-        let err = Config::from_map(&env(&[("FEIRA_AMQP_URL", "http://u:secret@h")]), &[])
-            .unwrap_err()
-            .to_string();
+        let err = Config::from_map(&env(&[("FEIRA_AMQP_URL", "http://u:secret@h")]), &[]).unwrap_err().to_string();
         assert!(!err.contains("secret"), "{err}");
     }
 

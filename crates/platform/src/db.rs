@@ -19,10 +19,7 @@ pub fn platform_migrator() -> sqlx::migrate::Migrator {
 
 /// Creates the database named in `options` if it does not exist yet.
 pub async fn ensure_database(options: &PgConnectOptions) -> anyhow::Result<()> {
-    let name = options
-        .get_database()
-        .context("the database URL names no database")?
-        .to_string();
+    let name = options.get_database().context("the database URL names no database")?.to_string();
     let admin = options.clone().database("postgres");
     let mut conn = PgConnection::connect_with(&admin)
         .await
@@ -70,9 +67,7 @@ pub async fn connect(
 
 /// A lazy pool: nothing is opened until the first query.
 pub fn pool(options: &PgConnectOptions, max_connections: u32) -> PgPool {
-    let options = options
-        .clone()
-        .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(1));
+    let options = options.clone().log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(1));
     PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(5))
@@ -81,10 +76,7 @@ pub fn pool(options: &PgConnectOptions, max_connections: u32) -> PgPool {
 
 /// Applies the platform's migrations, then the service's.
 pub async fn migrate(pool: &PgPool, migrator: &sqlx::migrate::Migrator) -> anyhow::Result<()> {
-    platform_migrator()
-        .run(pool)
-        .await
-        .context("apply platform migrations")?;
+    platform_migrator().run(pool).await.context("apply platform migrations")?;
     migrator.run(pool).await.context("apply service migrations")?;
     Ok(())
 }

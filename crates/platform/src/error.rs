@@ -54,14 +54,12 @@ impl ErrorKind {
     /// database hiccup, a defect fixed by a deploy) is retried first.
     pub fn disposition(self) -> Disposition {
         match self {
-            ErrorKind::BadRequest
-            | ErrorKind::Unprocessable
-            | ErrorKind::Unauthenticated
-            | ErrorKind::Forbidden => Disposition::DeadLetter,
-            ErrorKind::NotFound
-            | ErrorKind::Conflict
-            | ErrorKind::Unavailable
-            | ErrorKind::Internal => Disposition::Retry,
+            ErrorKind::BadRequest | ErrorKind::Unprocessable | ErrorKind::Unauthenticated | ErrorKind::Forbidden => {
+                Disposition::DeadLetter
+            }
+            ErrorKind::NotFound | ErrorKind::Conflict | ErrorKind::Unavailable | ErrorKind::Internal => {
+                Disposition::Retry
+            }
         }
     }
 }
@@ -110,8 +108,7 @@ impl IntoResponse for Problem {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let body = serde_json::to_vec(&self).unwrap_or_default();
         let mut res = (status, body).into_response();
-        res.headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
         res
     }
 }
@@ -128,12 +125,7 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(kind: ErrorKind, detail: impl Into<String>) -> Self {
-        ApiError {
-            kind,
-            detail: detail.into(),
-            errors: Vec::new(),
-            source: None,
-        }
+        ApiError { kind, detail: detail.into(), errors: Vec::new(), source: None }
     }
 
     pub fn not_found(what: &str) -> Self {
@@ -141,12 +133,7 @@ impl ApiError {
     }
 
     pub fn invalid(errors: Vec<FieldError>) -> Self {
-        ApiError {
-            kind: ErrorKind::BadRequest,
-            detail: "the request has invalid fields".into(),
-            errors,
-            source: None,
-        }
+        ApiError { kind: ErrorKind::BadRequest, detail: "the request has invalid fields".into(), errors, source: None }
     }
 
     pub fn internal(source: impl Into<anyhow::Error>) -> Self {
@@ -198,8 +185,7 @@ impl IntoResponse for ApiError {
         p.errors = self.errors;
         let mut res = p.into_response();
         if self.kind == ErrorKind::Unavailable {
-            res.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         res
     }
@@ -211,10 +197,7 @@ pub struct FieldErrors(pub Vec<FieldError>);
 
 impl FieldErrors {
     pub fn push(&mut self, field: impl Into<String>, message: impl Into<String>) {
-        self.0.push(FieldError {
-            field: field.into(),
-            message: message.into(),
-        });
+        self.0.push(FieldError { field: field.into(), message: message.into() });
     }
 
     /// Keeps the value, or records its error under `field`.
@@ -233,10 +216,6 @@ impl FieldErrors {
     }
 
     pub fn into_result(self) -> Result<(), ApiError> {
-        if self.0.is_empty() {
-            Ok(())
-        } else {
-            Err(ApiError::invalid(self.0))
-        }
+        if self.0.is_empty() { Ok(()) } else { Err(ApiError::invalid(self.0)) }
     }
 }

@@ -64,9 +64,7 @@ pub async fn start(spec: &ServiceSpec, config: Arc<Config>, shutdown: Cancellati
         Topology::new(config.messaging.namespace.clone()),
     );
     let addr = SocketAddr::new(config.bind_host, sc.port);
-    let listener = TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("bind {addr} for {}", spec.name))?;
+    let listener = TcpListener::bind(addr).await.with_context(|| format!("bind {addr} for {}", spec.name))?;
     Ok(Service {
         name: spec.name,
         config,
@@ -82,9 +80,7 @@ pub async fn start(spec: &ServiceSpec, config: Arc<Config>, shutdown: Cancellati
 impl Service {
     /// The address the service listens on.
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener
-            .local_addr()
-            .unwrap_or_else(|_| SocketAddr::new(self.config.bind_host, 0))
+        self.listener.local_addr().unwrap_or_else(|_| SocketAddr::new(self.config.bind_host, 0))
     }
 
     /// State for the `Idempotency-Key` middleware.
@@ -140,10 +136,8 @@ impl Service {
             let starting = starting.clone();
             Box::pin(async move {
                 let timeout = std::time::Duration::from_secs(2);
-                let db_ok = matches!(
-                    tokio::time::timeout(timeout, sqlx::query("SELECT 1").execute(&db)).await,
-                    Ok(Ok(_))
-                );
+                let db_ok =
+                    matches!(tokio::time::timeout(timeout, sqlx::query("SELECT 1").execute(&db)).await, Ok(Ok(_)));
                 let broker_ok = tokio::time::timeout(timeout, broker.is_ready()).await.unwrap_or(false);
                 let consumers_ok = starting.load(Ordering::Acquire) == 0;
                 let state = |ok: bool, bad: &str| serde_json::Value::from(if ok { "ok" } else { bad });
@@ -154,30 +148,17 @@ impl Service {
                 // A broker outage is survivable (the outbox keeps what is
                 // published, queues keep what is consumed), so it degrades
                 // readiness without failing it; see docs/adr/0004.
-                crate::http::Readiness {
-                    ready: db_ok && consumers_ok,
-                    checks,
-                }
+                crate::http::Readiness { ready: db_ok && consumers_ok, checks }
             })
         });
-        let app = crate::http::app(
-            self.name,
-            api,
-            openapi,
-            ready,
-            &self.config.http,
-            crate::http::metrics_handle(),
-        );
+        let app = crate::http::app(self.name, api, openapi, ready, &self.config.http, crate::http::metrics_handle());
         let shutdown = self.shutdown.clone();
         axum::serve(self.listener, app)
             .with_graceful_shutdown(async move { shutdown.cancelled().await })
             .await
             .with_context(|| format!("serve {}", self.name))?;
         self.tasks.close();
-        if tokio::time::timeout(self.config.shutdown_grace, self.tasks.wait())
-            .await
-            .is_err()
-        {
+        if tokio::time::timeout(self.config.shutdown_grace, self.tasks.wait()).await.is_err() {
             tracing::warn!(service = self.name, "background tasks did not stop within the grace period");
         }
         self.broker.close().await;

@@ -50,9 +50,7 @@ static INSTALLED: OnceLock<()> = OnceLock::new();
 pub fn init(service_name: &str, format: LogFormat) -> anyhow::Result<TelemetryGuard> {
     let mut builder = SdkTracerProvider::builder().with_resource(resource(service_name));
     if std::env::var_os("OTEL_EXPORTER_OTLP_ENDPOINT").is_some() {
-        let exporter = opentelemetry_otlp::SpanExporter::builder()
-            .with_http()
-            .build()?;
+        let exporter = opentelemetry_otlp::SpanExporter::builder().with_http().build()?;
         builder = builder.with_batch_exporter(exporter);
     }
     install(builder.build(), format)
@@ -64,10 +62,8 @@ pub fn init_with_exporter<E: SpanExporter + 'static>(
     service_name: &str,
     exporter: E,
 ) -> anyhow::Result<TelemetryGuard> {
-    let provider = SdkTracerProvider::builder()
-        .with_resource(resource(service_name))
-        .with_simple_exporter(exporter)
-        .build();
+    let provider =
+        SdkTracerProvider::builder().with_resource(resource(service_name)).with_simple_exporter(exporter).build();
     install(provider, LogFormat::Json)
 }
 
@@ -97,10 +93,7 @@ fn install(provider: SdkTracerProvider, format: LogFormat) -> anyhow::Result<Tel
             .event_format(JsonWithTrace)
             .boxed()
     } else {
-        tracing_subscriber::fmt::layer()
-            .with_writer(std::io::stderr)
-            .compact()
-            .boxed()
+        tracing_subscriber::fmt::layer().with_writer(std::io::stderr).compact().boxed()
     };
     tracing_subscriber::registry()
         .with(filter)
@@ -145,16 +138,10 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
     N: for<'a> FormatFields<'a> + 'static,
 {
-    fn format_event(
-        &self,
-        ctx: &FmtContext<'_, S, N>,
-        mut writer: Writer<'_>,
-        event: &Event<'_>,
-    ) -> std::fmt::Result {
+    fn format_event(&self, ctx: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> std::fmt::Result {
         let mut line = serde_json::Map::new();
-        let now = time::OffsetDateTime::now_utc()
-            .format(&time::format_description::well_known::Rfc3339)
-            .unwrap_or_default();
+        let now =
+            time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
         line.insert("timestamp".into(), now.into());
         line.insert("level".into(), event.metadata().level().as_str().into());
         line.insert("target".into(), event.metadata().target().into());
@@ -181,9 +168,7 @@ where
             }
             line.insert("spans".into(), spans.into());
             let id = span.id();
-            let cx = tracing::dispatcher::get_default(|d| {
-                tracing_opentelemetry::get_otel_context(&id, d)
-            });
+            let cx = tracing::dispatcher::get_default(|d| tracing_opentelemetry::get_otel_context(&id, d));
             if let Some(cx) = cx {
                 let sc = cx.span().span_context().clone();
                 if sc.is_valid() {
@@ -201,8 +186,7 @@ struct JsonVisitor<'a>(&'a mut serde_json::Map<String, serde_json::Value>);
 
 impl tracing::field::Visit for JsonVisitor<'_> {
     fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-        self.0
-            .insert(field.name().into(), format!("{value:?}").into());
+        self.0.insert(field.name().into(), format!("{value:?}").into());
     }
     fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
         self.0.insert(field.name().into(), value.into());

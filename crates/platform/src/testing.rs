@@ -64,12 +64,7 @@ impl TestEnv {
                 vars.insert(format!("FEIRA_{up}_DATABASE_URL"), url_of(base, &db));
             }
         }
-        TestEnv {
-            namespace,
-            vars,
-            specs: specs.to_vec(),
-            cleaned: false,
-        }
+        TestEnv { namespace, vars, specs: specs.to_vec(), cleaned: false }
     }
 
     /// Overrides a variable (before [`TestEnv::config`] is read).
@@ -98,11 +93,7 @@ impl TestEnv {
         let svc = service::start(spec, Arc::new(self.config()), shutdown.clone()).await?;
         let addr = svc.local_addr();
         let handle = tokio::spawn((spec.run)(svc));
-        let running = RunningService {
-            addr,
-            shutdown,
-            handle,
-        };
+        let running = RunningService { addr, shutdown, handle };
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
         while !is_ready(addr).await {
             if tokio::time::Instant::now() > deadline {

@@ -44,7 +44,10 @@ pub struct AppState {
 }
 
 #[derive(OpenApi)]
-#[openapi(info(title = "feira invoices", description = "Issues one nota fiscal per order; publishes InvoiceIssuedV1."))]
+#[openapi(info(
+    title = "feira invoices",
+    description = "Issues one nota fiscal per order; publishes InvoiceIssuedV1."
+))]
 struct ApiDoc;
 
 fn api() -> OpenApiRouter<AppState> {

@@ -29,14 +29,8 @@ use utoipa_axum::router::OpenApiRouter;
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
-pub const SPEC: ServiceSpec = ServiceSpec {
-    name: "orders",
-    default_port: 8106,
-    migrator: &MIGRATOR,
-    openapi,
-    consumers: &[],
-    run,
-};
+pub const SPEC: ServiceSpec =
+    ServiceSpec { name: "orders", default_port: 8106, migrator: &MIGRATOR, openapi, consumers: &[], run };
 
 #[derive(Clone)]
 pub struct AppState {
@@ -65,10 +59,8 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 fn run(svc: Service) -> RunFuture {
     Box::pin(async move {
         let (api, openapi) = router(AppState { db: svc.db.clone() });
-        let api = api.layer(axum::middleware::from_fn_with_state(
-            svc.idempotency(),
-            platform::http::idempotency::layer,
-        ));
+        let api =
+            api.layer(axum::middleware::from_fn_with_state(svc.idempotency(), platform::http::idempotency::layer));
         svc.spawn_outbox_relay();
         svc.serve(api, openapi).await
     })

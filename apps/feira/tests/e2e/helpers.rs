@@ -85,10 +85,7 @@ impl Feira {
     /// SIGTERM, then the exit status.
     pub async fn terminate(&mut self) -> ExitStatus {
         let pid = self.child.id().expect("still running");
-        let ok = std::process::Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status()
-            .expect("run kill");
+        let ok = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().expect("run kill");
         assert!(ok.success());
         tokio::time::timeout(Duration::from_secs(30), self.child.wait())
             .await

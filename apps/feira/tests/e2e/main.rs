@@ -40,7 +40,8 @@ async fn feira_up_serves_both_services_and_an_order_gets_exactly_one_invoice() {
     assert_eq!(invoice_stats(&db).await, (1, 1, 1, 1));
 
     for service in ["orders", "invoices"] {
-        let spec: Value = client.get(feira.url(service, "/openapi.json")).send().await.expect("openapi").json().await.expect("json");
+        let spec: Value =
+            client.get(feira.url(service, "/openapi.json")).send().await.expect("openapi").json().await.expect("json");
         assert!(spec["openapi"].as_str().is_some_and(|v| v.starts_with("3.1")), "{service}: {}", spec["openapi"]);
         assert!(spec["paths"].as_object().is_some_and(|p| !p.is_empty()));
         assert_docs_are_self_hosted(&client, &feira.url(service, "/docs/")).await;
@@ -72,7 +73,14 @@ async fn assert_docs_are_self_hosted(client: &reqwest::Client, docs: &str) {
         let res = client.get(&url).send().await.expect("GET asset");
         assert_eq!(res.status(), 200, "{url}");
     }
-    let init = client.get(format!("{docs}swagger-initializer.js")).send().await.expect("initializer").text().await.expect("text");
+    let init = client
+        .get(format!("{docs}swagger-initializer.js"))
+        .send()
+        .await
+        .expect("initializer")
+        .text()
+        .await
+        .expect("text");
     assert!(init.contains("/openapi.json"), "{init}");
 }
 
@@ -110,7 +118,10 @@ async fn orders_placed_while_the_broker_is_unreachable_all_get_their_invoice_onc
     let client = reqwest::Client::new();
 
     let first = place_order(&client, &orders.url(""), Uuid::now_v7()).await;
-    eventually(30, "the first invoice", || async { (!invoices_of(&client, &invoices.url(""), first).await.is_empty()).then_some(()) }).await;
+    eventually(30, "the first invoice", || async {
+        (!invoices_of(&client, &invoices.url(""), first).await.is_empty()).then_some(())
+    })
+    .await;
 
     proxy.refuse();
     for _ in 0..20 {
@@ -182,13 +193,17 @@ async fn one_trace_runs_from_post_orders_through_the_relay_into_the_invoices_con
     let client = reqwest::Client::new();
 
     let order = place_order(&client, &orders.url(""), Uuid::now_v7()).await;
-    eventually(30, "the invoice", || async { (!invoices_of(&client, &invoices.url(""), order).await.is_empty()).then_some(()) }).await;
+    eventually(30, "the invoice", || async {
+        (!invoices_of(&client, &invoices.url(""), order).await.is_empty()).then_some(())
+    })
+    .await;
 
     let (http, publish, consume) = eventually(10, "the three spans", || async {
         let spans = exporter.get_finished_spans().ok()?;
         let http = spans.iter().find(|s| s.name == "POST /orders")?.clone();
         let trace = http.span_context.trace_id();
-        let in_trace = |name: &str| spans.iter().find(|s| s.name == name && s.span_context.trace_id() == trace).cloned();
+        let in_trace =
+            |name: &str| spans.iter().find(|s| s.name == name && s.span_context.trace_id() == trace).cloned();
         Some((http.clone(), in_trace("orders.order_placed.v1 publish")?, in_trace("invoices.order_placed process")?))
     })
     .await;
@@ -231,7 +246,10 @@ async fn a_message_that_keeps_failing_is_parked_and_feira_dlq_replay_processes_i
         good.push(place_order(&client, &orders.url(""), Uuid::now_v7()).await);
     }
     for order in &good {
-        eventually(30, "the orders behind it", || async { (!invoices_of(&client, &invoices.url(""), *order).await.is_empty()).then_some(()) }).await;
+        eventually(30, "the orders behind it", || async {
+            (!invoices_of(&client, &invoices.url(""), *order).await.is_empty()).then_some(())
+        })
+        .await;
     }
     let broker = env.broker();
     let parked = eventually(30, "the failing message in the DLQ", || async {
@@ -255,7 +273,10 @@ async fn a_message_that_keeps_failing_is_parked_and_feira_dlq_replay_processes_i
     assert!(String::from_utf8_lossy(&replayed.stdout).contains(&parked.message_id));
 
     let invoices_url = invoices.url("");
-    eventually(30, "the replayed order's invoice", || async { (!invoices_of(&client, &invoices_url, poison).await.is_empty()).then_some(()) }).await;
+    eventually(30, "the replayed order's invoice", || async {
+        (!invoices_of(&client, &invoices_url, poison).await.is_empty()).then_some(())
+    })
+    .await;
     let again = command(&env).args(["dlq", "replay", &parked.message_id]).output().await.expect("replay again");
     assert!(!again.status.success(), "nothing is left to replay");
     tokio::time::sleep(Duration::from_millis(500)).await;

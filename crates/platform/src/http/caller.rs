@@ -49,10 +49,7 @@ pub struct Caller {
 
 impl Caller {
     pub fn anonymous() -> Self {
-        Caller {
-            user_id: None,
-            roles: Vec::new(),
-        }
+        Caller { user_id: None, roles: Vec::new() }
     }
 
     pub fn has(&self, role: Role) -> bool {
@@ -65,8 +62,7 @@ impl Caller {
 
     /// The user id, or 401 for an anonymous caller.
     pub fn require_user(&self) -> Result<Uuid, ApiError> {
-        self.user_id
-            .ok_or_else(|| ApiError::new(ErrorKind::Unauthenticated, "authentication required"))
+        self.user_id.ok_or_else(|| ApiError::new(ErrorKind::Unauthenticated, "authentication required"))
     }
 
     /// True if the caller may act on a resource owned by `owner`.

@@ -57,19 +57,17 @@ pub async fn layer(State(st): State<IdempotencyState>, req: Request, next: Next)
         Ok(k) if !k.trim().is_empty() && k.len() <= 255 => k.trim().to_string(),
         _ => return bad_request("Idempotency-Key must be 1 to 255 visible characters"),
     };
-    let caller = req
-        .headers()
-        .get(USER_ID_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("anonymous")
-        .to_string();
+    let caller = req.headers().get(USER_ID_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("anonymous").to_string();
     let scope = format!("{caller} {} {}", req.method(), req.uri().path());
     let (parts, body) = req.into_parts();
     let bytes = match axum::body::to_bytes(body, st.body_limit).await {
         Ok(b) => b,
         Err(_) => {
-            return Problem::new(StatusCode::PAYLOAD_TOO_LARGE, Some(format!("the body is larger than {} bytes", st.body_limit)))
-                .into_response();
+            return Problem::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                Some(format!("the body is larger than {} bytes", st.body_limit)),
+            )
+            .into_response();
         }
     };
     let hash = Sha256::digest(&bytes).to_vec();
@@ -79,8 +77,11 @@ pub async fn layer(State(st): State<IdempotencyState>, req: Request, next: Next)
         Ok(Claim::Existing(row)) => return answer_existing(row, &hash),
         Err(e) => {
             tracing::error!(error = %e, "idempotency claim failed");
-            return Problem::new(StatusCode::SERVICE_UNAVAILABLE, Some("the database is unavailable, try again".to_string()))
-                .into_response();
+            return Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                Some("the database is unavailable, try again".to_string()),
+            )
+            .into_response();
         }
     }
 
@@ -165,16 +166,14 @@ fn answer_existing(row: Row, hash: &[u8]) -> Response {
     let mut res = (status, row.response_body.unwrap_or_default()).into_response();
     if let Some(serde_json::Value::Object(h)) = row.response_headers {
         for (name, value) in h {
-            if let (Ok(n), Some(Ok(v))) = (
-                HeaderName::try_from(name.as_str()),
-                value.as_str().map(HeaderValue::from_str),
-            ) {
+            if let (Ok(n), Some(Ok(v))) =
+                (HeaderName::try_from(name.as_str()), value.as_str().map(HeaderValue::from_str))
+            {
                 res.headers_mut().insert(n, v);
             }
         }
     }
-    res.headers_mut()
-        .insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
+    res.headers_mut().insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
     res
 }
 

@@ -72,11 +72,7 @@ pub fn app(
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(move |req: &Request| {
-                    let request_id = req
-                        .headers()
-                        .get(&REQUEST_ID)
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or_default();
+                    let request_id = req.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or_default();
                     let span = tracing::info_span!(
                         "http request",
                         otel.name = format!("{} {}", req.method(), req.uri().path()),
@@ -94,7 +90,11 @@ pub fn app(
                 })
                 .on_response(|res: &Response, latency: Duration, span: &tracing::Span| {
                     span.record("http.response.status_code", res.status().as_u16());
-                    tracing::info!(status = res.status().as_u16(), latency_ms = latency.as_millis() as u64, "request finished");
+                    tracing::info!(
+                        status = res.status().as_u16(),
+                        latency_ms = latency.as_millis() as u64,
+                        "request finished"
+                    );
                 })
                 .on_failure(()),
         )
@@ -118,16 +118,14 @@ async fn readiness(State(ready): State<ReadyCheck>) -> Response {
 
 async fn unknown_route(service: &'static str, req: Request) -> Response {
     metrics::counter!("http_requests_total", "service" => service, "route" => "unmatched", "method" => req.method().to_string(), "status" => "404").increment(1);
-    Problem::new(StatusCode::NOT_FOUND, Some(format!("no route for {} {}", req.method(), req.uri().path()))).into_response()
+    Problem::new(StatusCode::NOT_FOUND, Some(format!("no route for {} {}", req.method(), req.uri().path())))
+        .into_response()
 }
 
 /// Request count and latency by route, method and status.
 async fn record_metrics(State(service): State<&'static str>, req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "unmatched".into());
+    let route =
+        req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_else(|| "unmatched".into());
     tracing::Span::current().record("http.route", route.as_str());
     let method = req.method().to_string();
     let started = Instant::now();
@@ -169,21 +167,15 @@ async fn problem_for_every_error(req: Request, next: Next) -> Response {
     if !(status.is_client_error() || status.is_server_error()) {
         return res;
     }
-    let is_problem = res
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
+    let is_problem =
+        res.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
     if is_problem {
         return res;
     }
     let (parts, body) = res.into_parts();
     let text = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
     let detail = String::from_utf8_lossy(&text).trim().to_string();
-    let detail = if detail.is_empty() {
-        status.canonical_reason().unwrap_or("error").to_lowercase()
-    } else {
-        detail
-    };
+    let detail = if detail.is_empty() { status.canonical_reason().unwrap_or("error").to_lowercase() } else { detail };
     let mut out = Problem::new(status, Some(detail)).into_response();
     for (name, value) in parts.headers.iter() {
         if name == header::ALLOW || name == header::RETRY_AFTER {
@@ -208,18 +200,18 @@ pub fn metrics_handle() -> PrometheusHandle {
     HANDLE
         .get_or_init(|| {
             let builder = metrics_exporter_prometheus::PrometheusBuilder::new()
-                .set_buckets(&[
-                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-                ])
+                .set_buckets(&[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0])
                 .unwrap_or_else(|_| metrics_exporter_prometheus::PrometheusBuilder::new());
             let recorder = builder.build_recorder();
             let handle = recorder.handle();
             // Another recorder may exist (a test harness); ours still renders.
             let _ = metrics::set_global_recorder(recorder);
             let upkeep = handle.clone();
-            std::thread::spawn(move || loop {
-                std::thread::sleep(Duration::from_secs(5));
-                upkeep.run_upkeep();
+            std::thread::spawn(move || {
+                loop {
+                    std::thread::sleep(Duration::from_secs(5));
+                    upkeep.run_upkeep();
+                }
             });
             handle
         })

@@ -23,7 +23,9 @@ use std::time::{Duration, Instant};
 use contracts::{Envelope, Message};
 use futures_util::{FutureExt as _, StreamExt as _};
 use lapin::message::Delivery;
-use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions};
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
+};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel};
 use sqlx::{PgConnection, PgPool};
@@ -69,8 +71,9 @@ impl Incoming {
                 ),
             ));
         }
-        let payload: T = serde_json::from_value(self.envelope.payload.clone())
-            .map_err(|e| HandlerError::new(ErrorKind::BadRequest, anyhow::anyhow!("invalid {} payload: {e}", T::TYPE)))?;
+        let payload: T = serde_json::from_value(self.envelope.payload.clone()).map_err(|e| {
+            HandlerError::new(ErrorKind::BadRequest, anyhow::anyhow!("invalid {} payload: {e}", T::TYPE))
+        })?;
         let e = &self.envelope;
         Ok(Envelope {
             message_id: e.message_id,
@@ -94,10 +97,7 @@ pub struct HandlerError {
 
 impl HandlerError {
     pub fn new(kind: ErrorKind, error: impl Into<anyhow::Error>) -> Self {
-        HandlerError {
-            kind,
-            error: error.into(),
-        }
+        HandlerError { kind, error: error.into() }
     }
 }
 
@@ -109,11 +109,7 @@ impl From<sqlx::Error> for HandlerError {
 
 /// Applies one message inside the consumer's transaction.
 pub trait Handler: Send + Sync + 'static {
-    fn handle(
-        &self,
-        tx: &mut PgConnection,
-        msg: &Incoming,
-    ) -> impl Future<Output = Result<(), HandlerError>> + Send;
+    fn handle(&self, tx: &mut PgConnection, msg: &Incoming) -> impl Future<Output = Result<(), HandlerError>> + Send;
 }
 
 enum Outcome {
@@ -139,7 +135,12 @@ pub async fn run<H: Handler>(
         match consume(&spec, &handler, &pool, &broker, &cfg, &shutdown, &mut started).await {
             Ok(()) => break,
             Err(e) => {
-                tracing::warn!(consumer = spec.name, error = format!("{e:#}"), retry_in_ms = backoff.as_millis() as u64, "consumer lost the broker");
+                tracing::warn!(
+                    consumer = spec.name,
+                    error = format!("{e:#}"),
+                    retry_in_ms = backoff.as_millis() as u64,
+                    "consumer lost the broker"
+                );
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}
                     _ = shutdown.cancelled() => break,
@@ -306,7 +307,11 @@ async fn settle(
             let target = match err.kind.disposition() {
                 Disposition::Retry if !last => {
                     let delay = cfg.retry_delays[attempt as usize - 1];
-                    tracing::warn!(error = format!("{:#}", err.error), retry_in_ms = delay.as_millis() as u64, "handling failed, will retry");
+                    tracing::warn!(
+                        error = format!("{:#}", err.error),
+                        retry_in_ms = delay.as_millis() as u64,
+                        "handling failed, will retry"
+                    );
                     Some((broker.topology().retry_queue(spec.name, delay), attempt + 1, "retried"))
                 }
                 _ => {
@@ -314,9 +319,8 @@ async fn settle(
                     None
                 }
             };
-            let (queue, next_attempt, outcome) = target.unwrap_or_else(|| {
-                (broker.topology().dead_letter_queue(spec.name), attempt, "dead_lettered")
-            });
+            let (queue, next_attempt, outcome) =
+                target.unwrap_or_else(|| (broker.topology().dead_letter_queue(spec.name), attempt, "dead_lettered"));
             let mut h = delivery.properties.headers().clone().unwrap_or_default();
             h.insert(headers::ATTEMPT.into(), AMQPValue::LongInt(next_attempt as i32));
             h.insert(headers::ERROR.into(), AMQPValue::LongString(truncate(&format!("{:#}", err.error), 2000).into()));
@@ -333,7 +337,13 @@ async fn settle(
             let props: BasicProperties = delivery.properties.clone().with_headers(h);
             let confirmed = async {
                 let confirm = ch
-                    .basic_publish("".into(), queue.clone().into(), BasicPublishOptions::default(), &delivery.data, props)
+                    .basic_publish(
+                        "".into(),
+                        queue.clone().into(),
+                        BasicPublishOptions::default(),
+                        &delivery.data,
+                        props,
+                    )
                     .await?;
                 anyhow::Ok(confirm.await?.is_ack())
             }
@@ -357,7 +367,8 @@ async fn settle(
 
 fn record(spec: &ConsumerSpec, outcome: &'static str, started: Instant) {
     metrics::counter!("consumer_messages_total", "consumer" => spec.name, "outcome" => outcome).increment(1);
-    metrics::histogram!("consumer_handle_duration_seconds", "consumer" => spec.name).record(started.elapsed().as_secs_f64());
+    metrics::histogram!("consumer_handle_duration_seconds", "consumer" => spec.name)
+        .record(started.elapsed().as_secs_f64());
 }
 
 /// Inbox + handler inside a savepoint of the batch's transaction.

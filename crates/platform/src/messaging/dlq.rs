@@ -6,10 +6,12 @@
 //! reset and confirmed by the broker before its dead-letter copy is acked.
 
 use anyhow::Context as _;
-use lapin::message::BasicGetMessage;
-use lapin::options::{BasicAckOptions, BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions};
-use lapin::types::{AMQPValue, FieldTable};
 use lapin::Channel;
+use lapin::message::BasicGetMessage;
+use lapin::options::{
+    BasicAckOptions, BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions,
+};
+use lapin::types::{AMQPValue, FieldTable};
 use serde::Serialize;
 
 use super::{Broker, ConsumerSpec, header_int, header_str, headers};
@@ -39,10 +41,7 @@ pub async fn counts(broker: &Broker, consumers: &[ConsumerSpec]) -> anyhow::Resu
         // A passive declare fails (and closes the channel) when the queue does
         // not exist yet, so each check gets its own channel.
         let ch = broker.channel().await?;
-        let passive = QueueDeclareOptions {
-            passive: true,
-            ..Default::default()
-        };
+        let passive = QueueDeclareOptions { passive: true, ..Default::default() };
         if let Ok(q) = ch.queue_declare(name.clone().into(), passive, FieldTable::default()).await {
             out.push((name, q.message_count()));
         }
@@ -86,7 +85,13 @@ pub async fn replay(
             h.insert(headers::REPLAYED_BY.into(), AMQPValue::LongString(actor.to_string().into()));
             let props = m.delivery.properties.clone().with_headers(h);
             let confirm = ch
-                .basic_publish("".into(), d.queue.clone().into(), BasicPublishOptions::default(), &m.delivery.data, props)
+                .basic_publish(
+                    "".into(),
+                    d.queue.clone().into(),
+                    BasicPublishOptions::default(),
+                    &m.delivery.data,
+                    props,
+                )
                 .await?
                 .await?;
             if !confirm.is_ack() {
@@ -94,10 +99,7 @@ pub async fn replay(
             }
             m.delivery.acker.ack(BasicAckOptions::default()).await?;
             tracing::info!(actor, message_id = %d.message_id, from = %dlq, to = %d.queue, "replayed a dead-lettered message");
-            replayed.push(DeadLetter {
-                replayed_by: Some(actor.to_string()),
-                ..d
-            });
+            replayed.push(DeadLetter { replayed_by: Some(actor.to_string()), ..d });
         }
         let _ = ch.close(200, "done".into()).await;
     }
@@ -131,17 +133,15 @@ async fn peek(ch: &Channel, queue: &str, limit: usize) -> anyhow::Result<Vec<Bas
 fn describe(dlq: &str, m: &BasicGetMessage) -> DeadLetter {
     let p = &m.delivery.properties;
     let h = p.headers().as_ref();
-    let queue = header_str(h, headers::ORIGINAL_QUEUE)
-        .unwrap_or_else(|| dlq.trim_end_matches(".dlq").to_string());
+    let queue = header_str(h, headers::ORIGINAL_QUEUE).unwrap_or_else(|| dlq.trim_end_matches(".dlq").to_string());
     DeadLetter {
         dlq: dlq.to_string(),
         queue,
         message_id: p.message_id().as_ref().map(|s| s.to_string()).unwrap_or_default(),
         message_type: p.kind().as_ref().map(|s| s.to_string()).unwrap_or_default(),
-        attempts: header_int(h, headers::ATTEMPT)
-            .or_else(|| header_int(h, "x-delivery-count"))
-            .unwrap_or(0),
-        error: header_str(h, headers::ERROR).unwrap_or_else(|| "(crashed its consumer repeatedly: delivery limit reached)".into()),
+        attempts: header_int(h, headers::ATTEMPT).or_else(|| header_int(h, "x-delivery-count")).unwrap_or(0),
+        error: header_str(h, headers::ERROR)
+            .unwrap_or_else(|| "(crashed its consumer repeatedly: delivery limit reached)".into()),
         failed_at: header_str(h, headers::FAILED_AT).unwrap_or_default(),
         replayed_by: header_str(h, headers::REPLAYED_BY),
         body: serde_json::from_slice(&m.delivery.data)

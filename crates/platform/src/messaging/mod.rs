@@ -21,9 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use lapin::options::{
-    ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
-};
+use lapin::options::{ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
 use tokio::sync::Mutex;
@@ -51,9 +49,7 @@ pub struct Topology {
 
 impl Topology {
     pub fn new(namespace: impl Into<String>) -> Self {
-        Topology {
-            namespace: namespace.into(),
-        }
+        Topology { namespace: namespace.into() }
     }
 
     pub fn namespace(&self) -> &str {
@@ -118,8 +114,7 @@ impl Broker {
             return Ok(c.clone());
         }
         state.publisher = None;
-        let props = ConnectionProperties::default()
-            .with_connection_name(LongString::from(self.name.clone()));
+        let props = ConnectionProperties::default().with_connection_name(LongString::from(self.name.clone()));
         let conn = tokio::time::timeout(Duration::from_secs(5), Connection::connect(&self.url, props))
             .await
             .map_err(|_| lapin::Error::from(std::io::Error::from(std::io::ErrorKind::TimedOut)))??;
@@ -174,17 +169,11 @@ impl Broker {
     /// Declares the events exchange and its unrouted keeper. Idempotent.
     pub async fn declare_events_exchange(&self, ch: &Channel) -> lapin::Result<()> {
         let t = &self.topology;
-        ch.exchange_declare(
-            t.unrouted().into(),
-            ExchangeKind::Fanout,
-            durable_exchange(),
-            FieldTable::default(),
-        )
-        .await?;
+        ch.exchange_declare(t.unrouted().into(), ExchangeKind::Fanout, durable_exchange(), FieldTable::default())
+            .await?;
         let mut args = quorum_args();
         args.insert("x-message-ttl".into(), AMQPValue::LongLongInt(7 * 24 * 3600 * 1000));
-        ch.queue_declare(t.unrouted().into(), durable_queue(), args)
-            .await?;
+        ch.queue_declare(t.unrouted().into(), durable_queue(), args).await?;
         ch.queue_bind(
             t.unrouted().into(),
             t.unrouted().into(),
@@ -194,12 +183,8 @@ impl Broker {
         )
         .await?;
         let mut args = FieldTable::default();
-        args.insert(
-            "alternate-exchange".into(),
-            AMQPValue::LongString(t.unrouted().into()),
-        );
-        ch.exchange_declare(t.events_exchange().into(), ExchangeKind::Topic, durable_exchange(), args)
-            .await
+        args.insert("alternate-exchange".into(), AMQPValue::LongString(t.unrouted().into()));
+        ch.exchange_declare(t.events_exchange().into(), ExchangeKind::Topic, durable_exchange(), args).await
     }
 
     /// Declares a consumer's queue, its delay queues and its dead-letter
@@ -214,19 +199,14 @@ impl Broker {
         let t = &self.topology;
         let queue = t.queue(spec.name);
         let dlq = t.dead_letter_queue(spec.name);
-        ch.queue_declare(dlq.clone().into(), durable_queue(), quorum_args())
-            .await?;
+        ch.queue_declare(dlq.clone().into(), durable_queue(), quorum_args()).await?;
         // Safety net: a message that keeps crashing its consumer (so it is
         // never acknowledged) is parked after 20 deliveries instead of looping.
         let mut args = quorum_args();
         args.insert("x-delivery-limit".into(), AMQPValue::LongInt(20));
         args.insert("x-dead-letter-exchange".into(), AMQPValue::LongString("".into()));
-        args.insert(
-            "x-dead-letter-routing-key".into(),
-            AMQPValue::LongString(dlq.clone().into()),
-        );
-        ch.queue_declare(queue.clone().into(), durable_queue(), args)
-            .await?;
+        args.insert("x-dead-letter-routing-key".into(), AMQPValue::LongString(dlq.clone().into()));
+        ch.queue_declare(queue.clone().into(), durable_queue(), args).await?;
         for key in spec.bindings {
             ch.queue_bind(
                 queue.clone().into(),
@@ -239,23 +219,13 @@ impl Broker {
         }
         for delay in retry_delays {
             let mut args = quorum_args();
-            args.insert(
-                "x-message-ttl".into(),
-                AMQPValue::LongLongInt(delay.as_millis() as i64),
-            );
+            args.insert("x-message-ttl".into(), AMQPValue::LongLongInt(delay.as_millis() as i64));
             args.insert("x-dead-letter-exchange".into(), AMQPValue::LongString("".into()));
-            args.insert(
-                "x-dead-letter-routing-key".into(),
-                AMQPValue::LongString(queue.clone().into()),
-            );
+            args.insert("x-dead-letter-routing-key".into(), AMQPValue::LongString(queue.clone().into()));
             // Expired messages move back at least once, never lost on the way.
-            args.insert(
-                "x-dead-letter-strategy".into(),
-                AMQPValue::LongString("at-least-once".into()),
-            );
+            args.insert("x-dead-letter-strategy".into(), AMQPValue::LongString("at-least-once".into()));
             args.insert("x-overflow".into(), AMQPValue::LongString("reject-publish".into()));
-            ch.queue_declare(t.retry_queue(spec.name, *delay).into(), durable_queue(), args)
-                .await?;
+            ch.queue_declare(t.retry_queue(spec.name, *delay).into(), durable_queue(), args).await?;
         }
         Ok(())
     }
@@ -283,17 +253,11 @@ impl Broker {
 }
 
 fn durable_exchange() -> ExchangeDeclareOptions {
-    ExchangeDeclareOptions {
-        durable: true,
-        ..Default::default()
-    }
+    ExchangeDeclareOptions { durable: true, ..Default::default() }
 }
 
 fn durable_queue() -> QueueDeclareOptions {
-    QueueDeclareOptions {
-        durable: true,
-        ..Default::default()
-    }
+    QueueDeclareOptions { durable: true, ..Default::default() }
 }
 
 fn quorum_args() -> FieldTable {

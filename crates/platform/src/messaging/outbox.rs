@@ -31,10 +31,7 @@ use crate::telemetry;
 #[tracing::instrument(skip_all, fields(message_type = T::TYPE, message_id = %envelope.message_id))]
 pub async fn enqueue<T: Message>(conn: &mut PgConnection, envelope: &Envelope<T>) -> sqlx::Result<()> {
     let mut envelope_json = serde_json::to_value(envelope).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-    let traceparent = envelope
-        .traceparent
-        .clone()
-        .or_else(telemetry::current_traceparent);
+    let traceparent = envelope.traceparent.clone().or_else(telemetry::current_traceparent);
     if let (Some(tp), Some(obj)) = (&traceparent, envelope_json.as_object_mut()) {
         obj.insert("traceparent".into(), tp.clone().into());
     }
@@ -106,7 +103,11 @@ pub async fn relay(
             }
             Err(e) => {
                 metrics::counter!("outbox_publish_failures_total", "service" => service).increment(1);
-                tracing::warn!(error = format!("{e:#}"), retry_in_ms = backoff.as_millis() as u64, "outbox relay failed");
+                tracing::warn!(
+                    error = format!("{e:#}"),
+                    retry_in_ms = backoff.as_millis() as u64,
+                    "outbox relay failed"
+                );
                 broker.reset_publisher().await;
                 declared = false;
                 tokio::select! {
@@ -223,10 +224,12 @@ async fn publish_batch(service: &'static str, pool: &PgPool, broker: &Broker, ba
         .execute(&mut *tx)
         .await?;
     if !failed.is_empty() {
-        sqlx::query("UPDATE outbox SET attempts = attempts + 1, last_error = 'nacked by the broker' WHERE seq = ANY($1)")
-            .bind(&failed)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "UPDATE outbox SET attempts = attempts + 1, last_error = 'nacked by the broker' WHERE seq = ANY($1)",
+        )
+        .bind(&failed)
+        .execute(&mut *tx)
+        .await?;
     }
     tx.commit().await.context("mark outbox rows sent")?;
     metrics::counter!("outbox_published_total", "service" => service).increment(sent.len() as u64);
@@ -261,8 +264,6 @@ async fn cleanup(pool: &PgPool, retention: Duration) -> sqlx::Result<()> {
         .bind(secs)
         .execute(pool)
         .await?;
-    sqlx::query("DELETE FROM idempotency_keys WHERE expires_at < now()")
-        .execute(pool)
-        .await?;
+    sqlx::query("DELETE FROM idempotency_keys WHERE expires_at < now()").execute(pool).await?;
     Ok(())
 }

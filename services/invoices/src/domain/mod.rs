@@ -71,23 +71,12 @@ impl InvoiceDraft {
             if l.quantity <= 0 || l.unit_price_cents < 0 || expected != Some(l.line_total_cents) {
                 return Err(DraftError::BadLine(i));
             }
-            computed = computed
-                .checked_add(l.line_total_cents)
-                .ok_or(DraftError::BadLine(i))?;
+            computed = computed.checked_add(l.line_total_cents).ok_or(DraftError::BadLine(i))?;
         }
         if computed != total_cents {
-            return Err(DraftError::TotalMismatch {
-                stated: total_cents,
-                computed,
-            });
+            return Err(DraftError::TotalMismatch { stated: total_cents, computed });
         }
-        Ok(InvoiceDraft {
-            order_id,
-            customer_id,
-            currency,
-            lines,
-            total_cents,
-        })
+        Ok(InvoiceDraft { order_id, customer_id, currency, lines, total_cents })
     }
 
     /// The invoice, once the series has given it a number.
@@ -112,17 +101,13 @@ mod tests {
     use super::*;
 
     fn line(q: i32, p: i64) -> InvoiceLine {
-        InvoiceLine {
-            sku: "A".into(),
-            quantity: q,
-            unit_price_cents: p,
-            line_total_cents: i64::from(q) * p,
-        }
+        InvoiceLine { sku: "A".into(), quantity: q, unit_price_cents: p, line_total_cents: i64::from(q) * p }
     }
 
     #[test]
     fn a_consistent_order_makes_a_draft() {
-        let d = InvoiceDraft::new(Uuid::nil(), Uuid::nil(), "BRL".into(), vec![line(2, 1990), line(1, 10)], 3990).unwrap();
+        let d =
+            InvoiceDraft::new(Uuid::nil(), Uuid::nil(), "BRL".into(), vec![line(2, 1990), line(1, 10)], 3990).unwrap();
         let inv = d.issue("1", 7, OffsetDateTime::UNIX_EPOCH);
         assert_eq!((inv.series.as_str(), inv.number, inv.total_cents), ("1", 7, 3990));
     }
@@ -136,7 +121,10 @@ mod tests {
         ));
         let mut bad = line(2, 5);
         bad.line_total_cents = 11;
-        assert_eq!(InvoiceDraft::new(Uuid::nil(), Uuid::nil(), "BRL".into(), vec![bad], 11), Err(DraftError::BadLine(0)));
+        assert_eq!(
+            InvoiceDraft::new(Uuid::nil(), Uuid::nil(), "BRL".into(), vec![bad], 11),
+            Err(DraftError::BadLine(0))
+        );
         assert!(InvoiceDraft::new(Uuid::nil(), Uuid::nil(), "brl".into(), vec![line(1, 5)], 5).is_err());
     }
 }

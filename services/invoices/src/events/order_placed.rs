@@ -9,10 +9,8 @@ use sqlx::PgConnection;
 use crate::app;
 use crate::domain::{InvoiceDraft, InvoiceLine};
 
-pub const CONSUMER: ConsumerSpec = ConsumerSpec {
-    name: "invoices.order_placed",
-    bindings: &[OrderPlacedV1::ROUTING_KEY],
-};
+pub const CONSUMER: ConsumerSpec =
+    ConsumerSpec { name: "invoices.order_placed", bindings: &[OrderPlacedV1::ROUTING_KEY] };
 
 pub struct OnOrderPlaced;
 

@@ -15,9 +15,7 @@ use crate::app;
 use crate::domain::Invoice;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(list_invoices))
-        .routes(routes!(get_invoice))
+    OpenApiRouter::new().routes(routes!(list_invoices)).routes(routes!(get_invoice))
 }
 
 /// An issued nota fiscal.
@@ -87,7 +85,11 @@ pub struct InvoicePage {
         (status = 404, description = "no such resource for this caller", body = platform::error::Problem, content_type = "application/problem+json"),
     )
 )]
-pub async fn get_invoice(State(st): State<AppState>, caller: Caller, Path(id): Path<Uuid>) -> Result<Json<InvoiceResponse>, ApiError> {
+pub async fn get_invoice(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> Result<Json<InvoiceResponse>, ApiError> {
     let inv = app::get_invoice(&st.db, &caller, id).await?;
     Ok(Json(InvoiceResponse::from(&inv)))
 }
@@ -108,10 +110,11 @@ pub struct ListQuery {
     params(ListQuery),
     responses((status = 200, description = "a page of invoices", body = InvoicePage))
 )]
-pub async fn list_invoices(State(st): State<AppState>, caller: Caller, Query(q): Query<ListQuery>) -> Result<Json<InvoicePage>, ApiError> {
+pub async fn list_invoices(
+    State(st): State<AppState>,
+    caller: Caller,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<InvoicePage>, ApiError> {
     let (items, next_cursor) = app::list_invoices(&st.db, &caller, q.order_id, q.cursor, q.limit.unwrap_or(20)).await?;
-    Ok(Json(InvoicePage {
-        items: items.iter().map(InvoiceResponse::from).collect(),
-        next_cursor,
-    }))
+    Ok(Json(InvoicePage { items: items.iter().map(InvoiceResponse::from).collect(), next_cursor }))
 }

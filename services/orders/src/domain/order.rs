@@ -46,12 +46,7 @@ impl OrderLine {
     /// A line, or `TotalTooLarge` when its total passes [`Cents::MAX`].
     pub fn new(sku: Sku, quantity: Quantity, unit_price: Cents) -> Result<Self, OrderRuleError> {
         let total = unit_price.times(quantity).ok_or(OrderRuleError::TotalTooLarge)?;
-        Ok(OrderLine {
-            sku,
-            quantity,
-            unit_price,
-            total,
-        })
+        Ok(OrderLine { sku, quantity, unit_price, total })
     }
 }
 
@@ -82,12 +77,7 @@ impl NewOrder {
         for line in &lines {
             total = total.plus(line.total).ok_or(OrderRuleError::TotalTooLarge)?;
         }
-        Ok(NewOrder {
-            customer_id,
-            currency,
-            lines,
-            total,
-        })
+        Ok(NewOrder { customer_id, currency, lines, total })
     }
 }
 
@@ -107,9 +97,7 @@ impl Order {
     /// A new order starts `PENDING`, with a UUIDv7 id. Its time is kept to
     /// the microsecond, as stored, so it reads back exactly as answered.
     pub fn place(new: NewOrder, now: OffsetDateTime) -> Self {
-        let created_at = now
-            .replace_nanosecond(now.nanosecond() / 1_000 * 1_000)
-            .unwrap_or(now);
+        let created_at = now.replace_nanosecond(now.nanosecond() / 1_000 * 1_000).unwrap_or(now);
         Order {
             id: Uuid::now_v7(),
             customer_id: new.customer_id,
@@ -153,7 +141,10 @@ mod tests {
     #[test]
     fn a_total_past_the_maximum_is_refused() {
         let lines = vec![line(10_000, Cents::MAX / 10_000), line(1, 1)];
-        assert!(OrderLine::new(Sku::parse("A").unwrap(), Quantity::parse(2).unwrap(), Cents::parse(Cents::MAX).unwrap()).is_err());
+        assert!(
+            OrderLine::new(Sku::parse("A").unwrap(), Quantity::parse(2).unwrap(), Cents::parse(Cents::MAX).unwrap())
+                .is_err()
+        );
         assert_eq!(NewOrder::new(Uuid::nil(), Currency::Brl, lines), Err(OrderRuleError::TotalTooLarge));
     }
 
@@ -166,7 +157,10 @@ mod tests {
 
     #[test]
     fn a_placed_order_is_pending() {
-        let o = Order::place(NewOrder::new(Uuid::nil(), Currency::Brl, vec![line(1, 1)]).unwrap(), OffsetDateTime::UNIX_EPOCH);
+        let o = Order::place(
+            NewOrder::new(Uuid::nil(), Currency::Brl, vec![line(1, 1)]).unwrap(),
+            OffsetDateTime::UNIX_EPOCH,
+        );
         assert_eq!(o.status, OrderStatus::Pending);
     }
 }

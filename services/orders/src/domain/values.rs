@@ -102,17 +102,11 @@ impl Cents {
 
     /// `self * q`, or `None` past [`Cents::MAX`].
     pub fn times(self, q: Quantity) -> Option<Cents> {
-        self.0
-            .checked_mul(i64::from(q.get()))
-            .filter(|v| *v <= Self::MAX)
-            .map(Cents)
+        self.0.checked_mul(i64::from(q.get())).filter(|v| *v <= Self::MAX).map(Cents)
     }
 
     pub fn plus(self, other: Cents) -> Option<Cents> {
-        self.0
-            .checked_add(other.0)
-            .filter(|v| *v <= Self::MAX)
-            .map(Cents)
+        self.0.checked_add(other.0).filter(|v| *v <= Self::MAX).map(Cents)
     }
 }
 

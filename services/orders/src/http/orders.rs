@@ -18,9 +18,7 @@ use crate::app;
 use crate::domain::{Cents, Currency, MAX_LINES, NewOrder, Order, OrderLine, Quantity, Sku};
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(place_order, list_orders))
-        .routes(routes!(get_order))
+    OpenApiRouter::new().routes(routes!(place_order, list_orders)).routes(routes!(get_order))
 }
 
 /// A request to place an order.
@@ -176,7 +174,11 @@ pub async fn place_order(
         (status = 404, description = "no such resource for this caller", body = platform::error::Problem, content_type = "application/problem+json"),
     )
 )]
-pub async fn get_order(State(st): State<AppState>, caller: Caller, Path(id): Path<Uuid>) -> Result<Json<OrderResponse>, ApiError> {
+pub async fn get_order(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> Result<Json<OrderResponse>, ApiError> {
     let order = app::get_order(&st.db, &caller, id).await?;
     Ok(Json(OrderResponse::from(&order)))
 }
@@ -197,10 +199,12 @@ pub struct ListQuery {
     params(ListQuery),
     responses((status = 200, description = "a page of orders", body = OrderPage))
 )]
-pub async fn list_orders(State(st): State<AppState>, caller: Caller, Query(q): Query<ListQuery>) -> Result<impl IntoResponse, ApiError> {
-    let (orders, next_cursor) = app::list_orders(&st.db, &caller, q.customer_id, q.cursor, q.limit.unwrap_or(20)).await?;
-    Ok(Json(OrderPage {
-        items: orders.iter().map(OrderResponse::from).collect(),
-        next_cursor,
-    }))
+pub async fn list_orders(
+    State(st): State<AppState>,
+    caller: Caller,
+    Query(q): Query<ListQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    let (orders, next_cursor) =
+        app::list_orders(&st.db, &caller, q.customer_id, q.cursor, q.limit.unwrap_or(20)).await?;
+    Ok(Json(OrderPage { items: orders.iter().map(OrderResponse::from).collect(), next_cursor }))
 }

@@ -75,10 +75,11 @@ const ORDER_COLUMNS: &str = "id, customer_id, status, currency, total_cents, cre
 
 #[tracing::instrument(skip_all, fields(order_id = %id))]
 pub async fn fetch_order(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Order>> {
-    let row: Option<OrderRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1")))
-        .bind(id)
-        .fetch_optional(&mut *conn)
-        .await?;
+    let row: Option<OrderRow> =
+        sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1")))
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await?;
     let Some(row) = row else { return Ok(None) };
     Ok(assemble(vec![row], fetch_lines(conn, &[id]).await?)?.pop())
 }

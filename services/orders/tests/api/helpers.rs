@@ -24,38 +24,23 @@ pub struct TestApp {
 /// Starts the real orders service on 127.0.0.1 with a free port.
 pub async fn spawn_app() -> TestApp {
     let env = TestEnv::new(&[orders::SPEC]);
-    let service = env
-        .spawn(&orders::SPEC)
-        .await
-        .expect("the orders service starts (are PostgreSQL and RabbitMQ running?)");
+    let service =
+        env.spawn(&orders::SPEC).await.expect("the orders service starts (are PostgreSQL and RabbitMQ running?)");
     // The service created and migrated the database: a lazy pool on it is
     // enough (`env.db` would check the migrations again).
-    let options = env
-        .config()
-        .service(orders::SPEC.name)
-        .expect("the orders configuration")
-        .database
-        .clone();
+    let options = env.config().service(orders::SPEC.name).expect("the orders configuration").database.clone();
     let db = platform::db::pool(&options, 4);
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(30))
         .build()
         .expect("an HTTP client");
-    TestApp {
-        client,
-        db,
-        service: Some(service),
-        _env: env,
-    }
+    TestApp { client, db, service: Some(service), _env: env }
 }
 
 impl TestApp {
     pub fn url(&self, path: &str) -> String {
-        self.service
-            .as_ref()
-            .expect("the service is running")
-            .url(path)
+        self.service.as_ref().expect("the service is running").url(path)
     }
 
     /// A request to the service, identified as `caller`.
@@ -69,50 +54,31 @@ impl TestApp {
 
     /// `POST /orders` with a JSON body.
     pub async fn place_order(&self, caller: &Caller, body: &Value) -> Answer {
-        Answer::of(
-            self.request(Method::POST, "/orders", caller)
-                .json(body)
-                .send()
-                .await,
-        )
-        .await
+        Answer::of(self.request(Method::POST, "/orders", caller).json(body).send().await).await
     }
 
     /// `POST /orders` with a JSON body and an `Idempotency-Key`.
     pub async fn place_order_with_key(&self, caller: &Caller, key: &str, body: &Value) -> Answer {
-        let req = self
-            .request(Method::POST, "/orders", caller)
-            .header("idempotency-key", key)
-            .json(body);
+        let req = self.request(Method::POST, "/orders", caller).header("idempotency-key", key).json(body);
         Answer::of(req.send().await).await
     }
 
     /// `POST /orders` with these exact bytes, sent as JSON.
     pub async fn place_order_raw(&self, caller: &Caller, body: impl Into<reqwest::Body>) -> Answer {
-        let req = self
-            .request(Method::POST, "/orders", caller)
-            .header(CONTENT_TYPE, "application/json")
-            .body(body);
+        let req = self.request(Method::POST, "/orders", caller).header(CONTENT_TYPE, "application/json").body(body);
         Answer::of(req.send().await).await
     }
 
     /// Places a valid order for `caller` and returns the created order.
     pub async fn placed_order(&self, caller: &Caller) -> Value {
         let answer = self.place_order(caller, &valid_order(caller.id())).await;
-        assert_eq!(
-            answer.status,
-            StatusCode::CREATED,
-            "placing a valid order: {answer:?}"
-        );
+        assert_eq!(answer.status, StatusCode::CREATED, "placing a valid order: {answer:?}");
         answer.json
     }
 
     /// Rows in one of the service's tables.
     pub async fn count(&self, table: &str) -> i64 {
-        assert!(
-            ["orders", "order_lines", "outbox", "idempotency_keys"].contains(&table),
-            "unexpected table {table}"
-        );
+        assert!(["orders", "order_lines", "outbox", "idempotency_keys"].contains(&table), "unexpected table {table}");
         sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
             .fetch_one(&self.db)
             .await
@@ -122,11 +88,7 @@ impl TestApp {
     /// Neither an order nor an event was stored.
     pub async fn assert_nothing_stored(&self) {
         assert_eq!(self.count("orders").await, 0, "no order should be stored");
-        assert_eq!(
-            self.count("order_lines").await,
-            0,
-            "no order line should be stored"
-        );
+        assert_eq!(self.count("order_lines").await, 0, "no order line should be stored");
         assert_eq!(self.count("outbox").await, 0, "no event should be stored");
     }
 
@@ -151,10 +113,7 @@ impl Drop for TestApp {
             && rt.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
         {
             tokio::task::block_in_place(|| {
-                let _ = rt.block_on(tokio::time::timeout(
-                    Duration::from_secs(10),
-                    service.handle,
-                ));
+                let _ = rt.block_on(tokio::time::timeout(Duration::from_secs(10), service.handle));
             });
         }
     }
@@ -230,12 +189,7 @@ impl Answer {
         let headers = res.headers().clone();
         let text = res.text().await.expect("the answer has a body");
         let json = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Answer {
-            status,
-            headers,
-            text,
-            json,
-        }
+        Answer { status, headers, text, json }
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
@@ -267,22 +221,9 @@ impl Answer {
     #[track_caller]
     pub fn assert_problem(&self, status: StatusCode) {
         assert_eq!(self.status, status, "unexpected status: {self:?}");
-        assert!(
-            self.is_problem(),
-            "expected application/problem+json: {self:?}"
-        );
-        assert_eq!(
-            self.json["status"],
-            json!(status.as_u16()),
-            "the problem's status: {self:?}"
-        );
-        assert!(
-            self.json["title"].is_string(),
-            "a problem has a title: {self:?}"
-        );
-        assert!(
-            self.json["type"].is_string(),
-            "a problem has a type: {self:?}"
-        );
+        assert!(self.is_problem(), "expected application/problem+json: {self:?}");
+        assert_eq!(self.json["status"], json!(status.as_u16()), "the problem's status: {self:?}");
+        assert!(self.json["title"].is_string(), "a problem has a title: {self:?}");
+        assert!(self.json["type"].is_string(), "a problem has a type: {self:?}");
     }
 }
