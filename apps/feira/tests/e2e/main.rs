@@ -84,6 +84,11 @@ async fn assert_docs_are_self_hosted(client: &reqwest::Client, docs: &str) {
     assert!(init.contains("/openapi.json"), "{init}");
 }
 
+/// The value of one series in a Prometheus text exposition.
+fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+}
+
 /// `amqp://user:pass@host:port/vhost` with `host:port` replaced.
 fn amqp_via(url: &str, addr: std::net::SocketAddr) -> String {
     let (scheme, rest) = url.split_once("://").expect("a URL");
@@ -132,6 +137,17 @@ async fn orders_placed_while_the_broker_is_unreachable_all_get_their_invoice_onc
         .await
         .expect("count");
     assert_eq!(unsent, 20, "with the broker unreachable the 20 events wait in the outbox");
+    let ready: Value = client.get(orders.url("/health/ready")).send().await.expect("ready").json().await.expect("json");
+    assert_eq!(ready["status"], "ready", "orders stays ready: the outbox absorbs the outage");
+    assert_eq!(ready["checks"]["broker"], "unreachable");
+    let metrics_url = orders.url("/metrics");
+    eventually(10, "the outbox backlog in /metrics", || async {
+        let text = client.get(&metrics_url).send().await.ok()?.text().await.ok()?;
+        let age = metric(&text, "outbox_oldest_unsent_age_seconds{service=\"orders\"}")?;
+        let rows = metric(&text, "outbox_unsent_rows{service=\"orders\"}")?;
+        (age > 0.0 && rows >= 20.0).then_some(())
+    })
+    .await;
 
     proxy.restore();
     let stats = eventually(60, "21 invoices", || async {

@@ -246,14 +246,23 @@ async fn handle_batch<H: Handler>(
     metrics::histogram!("consumer_batch_size", "consumer" => spec.name).record(items.len() as f64);
     let results = match apply_batch(spec, handler.as_ref(), pool, &items).await {
         Ok(results) => results,
-        // Nothing of the batch was committed: every message is retried.
-        Err(e) => {
-            tracing::warn!(consumer = spec.name, error = %e, messages = items.len(), "batch transaction failed");
-            items
-                .iter()
-                .map(|_| Err(HandlerError::new(ErrorKind::Unavailable, anyhow::anyhow!("transaction failed: {e}"))))
-                .collect()
+        // The batch's commit failed (a deferred constraint, a lost
+        // connection): nothing was applied. Apply each message on its own so
+        // one message's failure is not counted against the others.
+        Err(e) if items.len() > 1 => {
+            tracing::warn!(consumer = spec.name, error = %e, messages = items.len(), "batch transaction failed, applying one by one");
+            let mut results = Vec::with_capacity(items.len());
+            for item in &items {
+                results.push(match apply_batch(spec, handler.as_ref(), pool, std::slice::from_ref(item)).await {
+                    Ok(mut r) => r.pop().unwrap_or(Ok(Outcome::Duplicate)),
+                    Err(e) => {
+                        Err(HandlerError::new(ErrorKind::Unavailable, anyhow::anyhow!("transaction failed: {e}")))
+                    }
+                });
+            }
+            results
         }
+        Err(e) => vec![Err(HandlerError::new(ErrorKind::Unavailable, anyhow::anyhow!("transaction failed: {e}")))],
     };
     for (item, result) in items.into_iter().zip(results) {
         // Never hold `span.enter()` across an await: the span would leak into

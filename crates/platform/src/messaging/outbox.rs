@@ -72,6 +72,7 @@ pub async fn relay(
     let mut backoff = Duration::from_millis(100);
     let mut declared = false;
     let mut last_cleanup = Instant::now() - Duration::from_secs(3600);
+    let mut last_lag = Instant::now() - Duration::from_secs(3600);
     loop {
         if shutdown.is_cancelled() {
             break;
@@ -84,6 +85,14 @@ pub async fn relay(
                 },
                 Err(e) => tracing::warn!(error = %e, "outbox listener failed to connect"),
             }
+        }
+        // At most once a second (under load the relay wakes on every commit),
+        // and also while publishing fails, when the backlog matters most.
+        if last_lag.elapsed() >= Duration::from_secs(1) {
+            if let Err(e) = export_lag(service, &pool).await {
+                tracing::debug!(error = %e, "outbox lag query failed");
+            }
+            last_lag = Instant::now();
         }
         let result = async {
             if !declared {
@@ -123,9 +132,6 @@ pub async fn relay(
                 tracing::warn!(error = %e, "outbox cleanup failed");
             }
             last_cleanup = Instant::now();
-        }
-        if let Err(e) = export_lag(service, &pool).await {
-            tracing::debug!(error = %e, "outbox lag query failed");
         }
         // Wait for a NOTIFY, the sweep timer, or shutdown.
         let wait = async {
