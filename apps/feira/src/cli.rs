@@ -36,7 +36,11 @@ enum Command {
     /// Print a target's OpenAPI document (JSON) without starting it.
     Openapi { target: String },
     /// Print the message catalog: every event with its routing key and publisher.
-    Events,
+    Events {
+        /// Print it as an AsyncAPI 3.0 document (JSON), payload schemas included.
+        #[arg(long)]
+        asyncapi: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -83,7 +87,7 @@ pub fn main() -> ExitCode {
             Command::Migrate { targets } => commands::migrate(targets).await,
             Command::Dlq { command } => commands::dlq(command).await,
             Command::Config => commands::config(),
-            Command::Events => commands::events(),
+            Command::Events { asyncapi } => commands::events(asyncapi),
             Command::Openapi { target } => commands::openapi(&target),
         }
     });

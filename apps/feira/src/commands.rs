@@ -221,7 +221,22 @@ fn redact(url: &str) -> String {
     }
 }
 
-pub fn events() -> anyhow::Result<()> {
+pub fn events(asyncapi: bool) -> anyhow::Result<()> {
+    if asyncapi {
+        let namespace = load_config()?.messaging.namespace;
+        let subscribers: Vec<contracts::Subscriber<'_>> = targets::TARGETS
+            .iter()
+            .flat_map(|t| {
+                t.consumers.iter().map(|c| contracts::Subscriber {
+                    service: t.name,
+                    queue: c.name,
+                    bindings: c.bindings,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&contracts::asyncapi(&namespace, &subscribers))?);
+        return Ok(());
+    }
     println!("{:<28} {:>3}  {:<32} PUBLISHER", "TYPE", "V", "ROUTING KEY");
     for e in contracts::catalog() {
         println!("{:<28} {:>3}  {:<32} {}", e.message_type, e.version, e.routing_key, e.publisher);

@@ -7,7 +7,7 @@ use uuid::Uuid;
 use crate::Message;
 
 /// An invoice (nota fiscal) was issued for an order.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct InvoiceIssuedV1 {
     pub invoice_id: Uuid,
     pub order_id: Uuid,

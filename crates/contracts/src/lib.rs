@@ -6,6 +6,8 @@
 //! - [`orders`]: events published by the orders service.
 //! - [`invoices`]: events published by the invoices service.
 //! - [`catalog()`]: every message type with its routing key, for `feira events`.
+//! - [`asyncapi()`]: the catalog as an AsyncAPI 3.0 document, payload schemas
+//!   included (`feira events --asyncapi`).
 //!
 //! # Versioning
 //! A message type never changes incompatibly: a new field is optional, and a
@@ -18,8 +20,11 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+mod asyncapi;
 pub mod invoices;
 pub mod orders;
+
+pub use asyncapi::{Subscriber, asyncapi};
 
 /// A message type: an event (past tense) or a command (imperative).
 pub trait Message: Serialize + DeserializeOwned + Send + Sync + 'static {
@@ -83,6 +88,9 @@ impl<T: Message> Envelope<T> {
     }
 }
 
+/// The JSON schemas of a payload type: its own first, then those it refers to.
+pub type Schemas = Vec<(String, utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>)>;
+
 /// One entry of the message catalog.
 #[derive(Debug, Clone, Serialize)]
 pub struct CatalogEntry {
@@ -90,10 +98,27 @@ pub struct CatalogEntry {
     pub version: u16,
     pub routing_key: &'static str,
     pub publisher: &'static str,
+    /// The payload's schema name.
+    pub payload: String,
+    #[serde(skip)]
+    pub schemas: fn() -> Schemas,
 }
 
-fn entry<T: Message>(publisher: &'static str) -> CatalogEntry {
-    CatalogEntry { message_type: T::TYPE, version: T::VERSION, routing_key: T::ROUTING_KEY, publisher }
+fn entry<T: Message + utoipa::ToSchema>(publisher: &'static str) -> CatalogEntry {
+    CatalogEntry {
+        message_type: T::TYPE,
+        version: T::VERSION,
+        routing_key: T::ROUTING_KEY,
+        publisher,
+        payload: T::name().into_owned(),
+        schemas: schemas_of::<T>,
+    }
+}
+
+fn schemas_of<T: utoipa::ToSchema>() -> Schemas {
+    let mut all = vec![(T::name().into_owned(), T::schema())];
+    T::schemas(&mut all);
+    all
 }
 
 /// Every message type, with its routing key and publisher.

@@ -7,7 +7,7 @@ use uuid::Uuid;
 use crate::Message;
 
 /// An order was accepted and stored as `PENDING`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct OrderPlacedV1 {
     pub order_id: Uuid,
     pub customer_id: Uuid,
@@ -19,7 +19,7 @@ pub struct OrderPlacedV1 {
     pub placed_at: OffsetDateTime,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct OrderLineV1 {
     pub sku: String,
     pub quantity: i32,

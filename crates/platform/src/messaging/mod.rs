@@ -160,7 +160,11 @@ impl Broker {
 
     pub async fn close(&self) {
         let mut state = self.state.lock().await;
-        state.publisher = None;
+        if let Some(ch) = state.publisher.take()
+            && ch.status().connected()
+        {
+            let _ = ch.close(200, "shutdown".into()).await;
+        }
         if let Some(c) = state.connection.take() {
             let _ = c.close(200, "shutdown".into()).await;
         }

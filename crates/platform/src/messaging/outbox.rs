@@ -137,7 +137,12 @@ pub async fn relay(
         let wait = async {
             match listener.as_mut() {
                 Some(l) => match tokio::time::timeout(cfg.outbox_sweep_interval, l.recv()).await {
-                    Ok(Ok(_)) | Err(_) => {}
+                    Ok(Ok(_)) => {
+                        // One batch answers every commit notified so far: under
+                        // load, wake once for all of them, not once for each.
+                        while l.next_buffered().is_some() {}
+                    }
+                    Err(_) => {}
                     Ok(Err(e)) => {
                         tracing::warn!(error = %e, "outbox listener lost its connection");
                         listener = None;
