@@ -54,12 +54,6 @@ fn api() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(http::invoices::router())
 }
 
-/// The API router and its OpenAPI document.
-pub fn router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
-    let (router, api) = api().split_for_parts();
-    (router.with_state(state), api)
-}
-
 /// The OpenAPI document alone (`feira openapi invoices`).
 pub fn openapi() -> utoipa::openapi::OpenApi {
     api().split_for_parts().1
@@ -67,7 +61,8 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 
 fn run(svc: Service) -> RunFuture {
     Box::pin(async move {
-        let (api, openapi) = router(AppState { db: svc.db.clone() });
+        let (api, openapi) = api().split_for_parts();
+        let api: Router = api.with_state(AppState { db: svc.db.clone() });
         svc.spawn_outbox_relay();
         svc.spawn_consumer(events::order_placed::CONSUMER, events::order_placed::OnOrderPlaced);
         svc.serve(api, openapi).await

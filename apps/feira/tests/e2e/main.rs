@@ -282,6 +282,13 @@ async fn a_message_that_keeps_failing_is_parked_and_feira_dlq_replay_processes_i
     assert!(listed.status.success(), "{}", String::from_utf8_lossy(&listed.stderr));
     assert!(table.contains(&parked.message_id) && table.contains("simulated fault"), "{table}");
 
+    let shown = command(&env).args(["dlq", "show", &parked.message_id]).output().await.expect("feira dlq show");
+    let shown: Value = serde_json::from_slice(&shown.stdout).expect("dlq show prints JSON");
+    assert_eq!(shown["attempts"], 3);
+    assert_eq!(shown["body"]["payload"]["order_id"], poison.to_string());
+    let refused = command(&env).args(["dlq", "purge"]).output().await.expect("feira dlq purge");
+    assert!(!refused.status.success(), "purge without --yes is refused");
+
     // The fix, then the replay.
     sqlx::query("DROP TRIGGER refuse ON invoices").execute(&db).await.expect("drop trigger");
     let replayed = command(&env).args(["dlq", "replay", &parked.message_id]).output().await.expect("feira dlq replay");
@@ -313,4 +320,84 @@ async fn an_invalid_or_unknown_variable_stops_start_up_and_names_the_variable() 
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains(name), "{name}: {stderr}");
     }
+}
+
+/// A stand-in OpenTelemetry collector: answers 200 to every HTTP request and
+/// keeps `(path, body)` of each.
+async fn fake_collector() -> (std::net::SocketAddr, std::sync::Arc<std::sync::Mutex<Vec<(String, Vec<u8>)>>>) {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            let keep = keep.clone();
+            tokio::spawn(async move {
+                let mut reader = BufReader::new(socket);
+                loop {
+                    let mut request_line = String::new();
+                    if reader.read_line(&mut request_line).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let path = request_line.split_whitespace().nth(1).unwrap_or_default().to_string();
+                    let mut length = 0usize;
+                    loop {
+                        let mut line = String::new();
+                        if reader.read_line(&mut line).await.unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if line.trim().is_empty() {
+                            break;
+                        }
+                        if let Some((name, value)) = line.split_once(':')
+                            && name.eq_ignore_ascii_case("content-length")
+                        {
+                            length = value.trim().parse().unwrap_or(0);
+                        }
+                    }
+                    let mut body = vec![0u8; length];
+                    if reader.read_exact(&mut body).await.is_err() {
+                        return;
+                    }
+                    keep.lock().expect("lock").push((path, body));
+                    let ok = b"HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n";
+                    if reader.get_mut().write_all(ok).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_an_otlp_endpoint_the_whole_flow_is_exported_as_traces_and_flushed_on_shutdown() {
+    let (collector, seen) = fake_collector().await;
+    let mut env = TestEnv::new(&[orders::SPEC, invoices::SPEC]);
+    // The child gets the test's variables: this one turns OTLP export on.
+    env.vars.insert("OTEL_EXPORTER_OTLP_ENDPOINT".into(), format!("http://{collector}"));
+    let mut feira = Feira::start(&env, &["up"], &["orders", "invoices"]).await;
+    let client = reqwest::Client::new();
+    let order = place_order(&client, &feira.url("orders", ""), Uuid::now_v7()).await;
+    let invoices_url = feira.url("invoices", "");
+    eventually(30, "the invoice", || async {
+        (!invoices_of(&client, &invoices_url, order).await.is_empty()).then_some(())
+    })
+    .await;
+    assert!(feira.terminate().await.success());
+
+    let exported = seen.lock().expect("lock").clone();
+    assert!(
+        exported.iter().all(|(path, _)| path == "/v1/traces"),
+        "{:?}",
+        exported.iter().map(|e| &e.0).collect::<Vec<_>>()
+    );
+    let bodies: Vec<u8> = exported.into_iter().flat_map(|(_, b)| b).collect();
+    let contains = |needle: &str| bodies.windows(needle.len()).any(|w| w == needle.as_bytes());
+    for span in ["POST /orders", "orders.order_placed.v1 publish", "invoices.order_placed process"] {
+        assert!(contains(span), "span {span:?} was exported");
+    }
+    assert!(contains(&order.to_string()), "span attributes carry the order id");
 }

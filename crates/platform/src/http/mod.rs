@@ -10,6 +10,7 @@
 pub mod caller;
 pub mod idempotency;
 pub mod json;
+pub mod page;
 
 use std::future::Future;
 use std::pin::Pin;

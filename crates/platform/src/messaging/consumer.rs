@@ -129,14 +129,15 @@ pub async fn run<H: Handler>(
     shutdown: CancellationToken,
     started: impl FnOnce() + Send,
 ) {
+    let c = Consumer { spec, handler, pool, broker, cfg };
     let mut backoff = Duration::from_millis(100);
     let mut started = Some(started);
     while !shutdown.is_cancelled() {
-        match consume(&spec, &handler, &pool, &broker, &cfg, &shutdown, &mut started).await {
+        match c.consume(&shutdown, &mut started).await {
             Ok(()) => break,
             Err(e) => {
                 tracing::warn!(
-                    consumer = spec.name,
+                    consumer = c.spec.name,
                     error = format!("{e:#}"),
                     retry_in_ms = backoff.as_millis() as u64,
                     "consumer lost the broker"
@@ -149,54 +150,7 @@ pub async fn run<H: Handler>(
             }
         }
     }
-    tracing::info!(consumer = spec.name, "consumer stopped");
-}
-
-async fn consume<H: Handler>(
-    spec: &ConsumerSpec,
-    handler: &Arc<H>,
-    pool: &PgPool,
-    broker: &Broker,
-    cfg: &MessagingConfig,
-    shutdown: &CancellationToken,
-    started: &mut Option<impl FnOnce()>,
-) -> anyhow::Result<()> {
-    let ch = broker.channel().await?;
-    broker.declare_consumer(&ch, spec, &cfg.retry_delays).await?;
-    ch.confirm_select(ConfirmSelectOptions::default()).await?;
-    ch.basic_qos(cfg.prefetch, BasicQosOptions::default()).await?;
-    let queue = broker.topology().queue(spec.name);
-    let tag = format!("{}-{}", spec.name, Uuid::now_v7());
-    let mut stream = ch
-        .basic_consume(queue.clone().into(), tag.clone().into(), BasicConsumeOptions::default(), FieldTable::default())
-        .await?;
-    tracing::info!(consumer = spec.name, queue = %queue, "consuming");
-    if let Some(f) = started.take() {
-        f();
-    }
-    loop {
-        let first = tokio::select! {
-            d = stream.next() => d,
-            _ = shutdown.cancelled() => {
-                let _ = ch.basic_cancel(tag.clone().into(), Default::default()).await;
-                let _ = ch.close(200, "shutdown".into()).await;
-                return Ok(());
-            }
-        };
-        let Some(first) = first else {
-            anyhow::bail!("the consumer stream ended");
-        };
-        // Take what else is already here (up to the prefetch) and apply it in
-        // one transaction: one commit for the batch instead of one per message.
-        let mut batch = vec![first?];
-        while batch.len() < usize::from(cfg.prefetch) {
-            match stream.next().now_or_never() {
-                Some(Some(d)) => batch.push(d?),
-                _ => break,
-            }
-        }
-        handle_batch(spec, handler, pool, broker, cfg, &ch, batch).await?;
-    }
+    tracing::info!(consumer = c.spec.name, "consumer stopped");
 }
 
 /// A delivery with what was read from it before handling.
@@ -232,187 +186,232 @@ fn prepare(spec: &ConsumerSpec, delivery: Delivery) -> Pending {
     Pending { delivery, attempt, span, message }
 }
 
-async fn handle_batch<H: Handler>(
-    spec: &ConsumerSpec,
-    handler: &Arc<H>,
-    pool: &PgPool,
-    broker: &Broker,
-    cfg: &MessagingConfig,
-    ch: &Channel,
-    deliveries: Vec<Delivery>,
-) -> anyhow::Result<()> {
-    let started = Instant::now();
-    let items: Vec<Pending> = deliveries.into_iter().map(|d| prepare(spec, d)).collect();
-    metrics::histogram!("consumer_batch_size", "consumer" => spec.name).record(items.len() as f64);
-    let results = match apply_batch(spec, handler.as_ref(), pool, &items).await {
-        Ok(results) => results,
-        // The batch's commit failed (a deferred constraint, a lost
-        // connection): nothing was applied. Apply each message on its own so
-        // one message's failure is not counted against the others.
-        Err(e) if items.len() > 1 => {
-            tracing::warn!(consumer = spec.name, error = %e, messages = items.len(), "batch transaction failed, applying one by one");
-            let mut results = Vec::with_capacity(items.len());
-            for item in &items {
-                results.push(match apply_batch(spec, handler.as_ref(), pool, std::slice::from_ref(item)).await {
-                    Ok(mut r) => r.pop().unwrap_or(Ok(Outcome::Duplicate)),
-                    Err(e) => {
-                        Err(HandlerError::new(ErrorKind::Unavailable, anyhow::anyhow!("transaction failed: {e}")))
-                    }
-                });
-            }
-            results
-        }
-        Err(e) => vec![Err(HandlerError::new(ErrorKind::Unavailable, anyhow::anyhow!("transaction failed: {e}")))],
-    };
-    for (item, result) in items.into_iter().zip(results) {
-        // Never hold `span.enter()` across an await: the span would leak into
-        // other tasks polled on this thread.
-        let span = item.span.clone();
-        settle(spec, broker, cfg, ch, item.delivery, item.attempt, result, started).instrument(span).await?;
-    }
-    Ok(())
+/// What a consumer works with, fixed for its life.
+struct Consumer<H> {
+    spec: ConsumerSpec,
+    handler: Arc<H>,
+    pool: PgPool,
+    broker: Broker,
+    cfg: MessagingConfig,
 }
 
-/// One transaction for the batch, one savepoint per message: a message that
-/// fails is rolled back alone and the others commit.
-async fn apply_batch<H: Handler>(
-    spec: &ConsumerSpec,
-    handler: &H,
-    pool: &PgPool,
-    items: &[Pending],
-) -> sqlx::Result<Vec<Result<Outcome, HandlerError>>> {
-    let mut tx = pool.begin().await?;
-    let mut results = Vec::with_capacity(items.len());
-    for item in items {
-        let result = match &item.message {
-            Err(reason) => Err(HandlerError::new(ErrorKind::BadRequest, anyhow::anyhow!("{reason}"))),
-            Ok(msg) => apply(spec, handler, &mut tx, msg).instrument(item.span.clone()).await,
-        };
-        results.push(result);
-    }
-    tx.commit().await?;
-    Ok(results)
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn settle(
-    spec: &ConsumerSpec,
-    broker: &Broker,
-    cfg: &MessagingConfig,
-    ch: &Channel,
-    delivery: Delivery,
-    attempt: u32,
-    result: Result<Outcome, HandlerError>,
-    started: Instant,
-) -> anyhow::Result<()> {
-    let outcome = match result {
-        Ok(Outcome::Processed) => "processed",
-        Ok(Outcome::Duplicate) => {
-            tracing::info!("duplicate message skipped");
-            "duplicate"
+impl<H: Handler> Consumer<H> {
+    async fn consume(&self, shutdown: &CancellationToken, started: &mut Option<impl FnOnce()>) -> anyhow::Result<()> {
+        let Consumer { spec, broker, cfg, .. } = self;
+        let ch = broker.channel().await?;
+        broker.declare_consumer(&ch, spec, &cfg.retry_delays).await?;
+        ch.confirm_select(ConfirmSelectOptions::default()).await?;
+        ch.basic_qos(cfg.prefetch, BasicQosOptions::default()).await?;
+        let queue = broker.topology().queue(spec.name);
+        let tag = format!("{}-{}", spec.name, Uuid::now_v7());
+        let mut stream = ch
+            .basic_consume(
+                queue.clone().into(),
+                tag.clone().into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        tracing::info!(consumer = spec.name, queue = %queue, "consuming");
+        if let Some(f) = started.take() {
+            f();
         }
-        Err(err) => {
-            let last = attempt as usize > cfg.retry_delays.len();
-            let target = match err.kind.disposition() {
-                Disposition::Retry if !last => {
-                    let delay = cfg.retry_delays[attempt as usize - 1];
-                    tracing::warn!(
-                        error = format!("{:#}", err.error),
-                        retry_in_ms = delay.as_millis() as u64,
-                        "handling failed, will retry"
-                    );
-                    Some((broker.topology().retry_queue(spec.name, delay), attempt + 1, "retried"))
-                }
-                _ => {
-                    tracing::error!(error = format!("{:#}", err.error), "handling failed, dead-lettering");
-                    None
-                }
-            };
-            let (queue, next_attempt, outcome) =
-                target.unwrap_or_else(|| (broker.topology().dead_letter_queue(spec.name), attempt, "dead_lettered"));
-            let mut h = delivery.properties.headers().clone().unwrap_or_default();
-            h.insert(headers::ATTEMPT.into(), AMQPValue::LongInt(next_attempt as i32));
-            h.insert(headers::ERROR.into(), AMQPValue::LongString(truncate(&format!("{:#}", err.error), 2000).into()));
-            h.insert(headers::ORIGINAL_QUEUE.into(), AMQPValue::LongString(broker.topology().queue(spec.name).into()));
-            h.insert(
-                headers::FAILED_AT.into(),
-                AMQPValue::LongString(
-                    time::OffsetDateTime::now_utc()
-                        .format(&time::format_description::well_known::Rfc3339)
-                        .unwrap_or_default()
-                        .into(),
-                ),
-            );
-            let props: BasicProperties = delivery.properties.clone().with_headers(h);
-            let confirmed = async {
-                let confirm = ch
-                    .basic_publish(
-                        "".into(),
-                        queue.clone().into(),
-                        BasicPublishOptions::default(),
-                        &delivery.data,
-                        props,
-                    )
-                    .await?;
-                anyhow::Ok(confirm.await?.is_ack())
-            }
-            .await;
-            match confirmed {
-                Ok(true) => outcome,
-                other => {
-                    // Could not park it: hand it back to the queue to be tried again.
-                    tracing::warn!(queue = %queue, result = ?other.err().map(|e| e.to_string()), "could not move the failed message, requeueing");
-                    delivery.acker.nack(BasicNackOptions { requeue: true, ..Default::default() }).await?;
-                    record(spec, "requeued", started);
+        loop {
+            let first = tokio::select! {
+                d = stream.next() => d,
+                _ = shutdown.cancelled() => {
+                    let _ = ch.basic_cancel(tag.clone().into(), Default::default()).await;
+                    let _ = ch.close(200, "shutdown".into()).await;
                     return Ok(());
                 }
+            };
+            let Some(first) = first else {
+                anyhow::bail!("the consumer stream ended");
+            };
+            // Take what else is already here (up to the prefetch) and apply it in
+            // one transaction: one commit for the batch instead of one per message.
+            let mut batch = vec![first?];
+            while batch.len() < usize::from(cfg.prefetch) {
+                match stream.next().now_or_never() {
+                    Some(Some(d)) => batch.push(d?),
+                    _ => break,
+                }
+            }
+            self.handle_batch(&ch, batch).await?;
+        }
+    }
+
+    async fn handle_batch(&self, ch: &Channel, deliveries: Vec<Delivery>) -> anyhow::Result<()> {
+        let spec = &self.spec;
+        let started = Instant::now();
+        let items: Vec<Pending> = deliveries.into_iter().map(|d| prepare(spec, d)).collect();
+        metrics::histogram!("consumer_batch_size", "consumer" => spec.name).record(items.len() as f64);
+        let results = match self.apply_batch(&items).await {
+            Ok(results) => results,
+            // The batch's commit failed (a deferred constraint, a lost
+            // connection): nothing was applied. Apply each message on its own so
+            // one message's failure is not counted against the others.
+            Err(e) if items.len() > 1 => {
+                tracing::warn!(consumer = spec.name, error = %e, messages = items.len(), "batch transaction failed, applying one by one");
+                let mut results = Vec::with_capacity(items.len());
+                for item in &items {
+                    results.push(match self.apply_batch(std::slice::from_ref(item)).await {
+                        Ok(mut r) => r.pop().unwrap_or(Ok(Outcome::Duplicate)),
+                        Err(e) => {
+                            Err(HandlerError::new(ErrorKind::Unavailable, anyhow::anyhow!("transaction failed: {e}")))
+                        }
+                    });
+                }
+                results
+            }
+            Err(e) => vec![Err(HandlerError::new(ErrorKind::Unavailable, anyhow::anyhow!("transaction failed: {e}")))],
+        };
+        for (item, result) in items.into_iter().zip(results) {
+            // Never hold `span.enter()` across an await: the span would leak into
+            // other tasks polled on this thread.
+            let span = item.span.clone();
+            self.settle(ch, item.delivery, item.attempt, result, started).instrument(span).await?;
+        }
+        Ok(())
+    }
+
+    /// One transaction for the batch, one savepoint per message: a message that
+    /// fails is rolled back alone and the others commit.
+    async fn apply_batch(&self, items: &[Pending]) -> sqlx::Result<Vec<Result<Outcome, HandlerError>>> {
+        let pool = &self.pool;
+        let mut tx = pool.begin().await?;
+        let mut results = Vec::with_capacity(items.len());
+        for item in items {
+            let result = match &item.message {
+                Err(reason) => Err(HandlerError::new(ErrorKind::BadRequest, anyhow::anyhow!("{reason}"))),
+                Ok(msg) => self.apply(&mut tx, msg).instrument(item.span.clone()).await,
+            };
+            results.push(result);
+        }
+        tx.commit().await?;
+        Ok(results)
+    }
+
+    async fn settle(
+        &self,
+        ch: &Channel,
+        delivery: Delivery,
+        attempt: u32,
+        result: Result<Outcome, HandlerError>,
+        started: Instant,
+    ) -> anyhow::Result<()> {
+        let Consumer { spec, broker, cfg, .. } = self;
+        let outcome = match result {
+            Ok(Outcome::Processed) => "processed",
+            Ok(Outcome::Duplicate) => {
+                tracing::info!("duplicate message skipped");
+                "duplicate"
+            }
+            Err(err) => {
+                let last = attempt as usize > cfg.retry_delays.len();
+                let target = match err.kind.disposition() {
+                    Disposition::Retry if !last => {
+                        let delay = cfg.retry_delays[attempt as usize - 1];
+                        tracing::warn!(
+                            error = format!("{:#}", err.error),
+                            retry_in_ms = delay.as_millis() as u64,
+                            "handling failed, will retry"
+                        );
+                        Some((broker.topology().retry_queue(spec.name, delay), attempt + 1, "retried"))
+                    }
+                    _ => {
+                        tracing::error!(error = format!("{:#}", err.error), "handling failed, dead-lettering");
+                        None
+                    }
+                };
+                let (queue, next_attempt, outcome) = target
+                    .unwrap_or_else(|| (broker.topology().dead_letter_queue(spec.name), attempt, "dead_lettered"));
+                let mut h = delivery.properties.headers().clone().unwrap_or_default();
+                h.insert(headers::ATTEMPT.into(), AMQPValue::LongInt(next_attempt as i32));
+                h.insert(
+                    headers::ERROR.into(),
+                    AMQPValue::LongString(truncate(&format!("{:#}", err.error), 2000).into()),
+                );
+                h.insert(
+                    headers::ORIGINAL_QUEUE.into(),
+                    AMQPValue::LongString(broker.topology().queue(spec.name).into()),
+                );
+                h.insert(
+                    headers::FAILED_AT.into(),
+                    AMQPValue::LongString(
+                        time::OffsetDateTime::now_utc()
+                            .format(&time::format_description::well_known::Rfc3339)
+                            .unwrap_or_default()
+                            .into(),
+                    ),
+                );
+                let props: BasicProperties = delivery.properties.clone().with_headers(h);
+                let confirmed = async {
+                    let confirm = ch
+                        .basic_publish(
+                            "".into(),
+                            queue.clone().into(),
+                            BasicPublishOptions::default(),
+                            &delivery.data,
+                            props,
+                        )
+                        .await?;
+                    anyhow::Ok(confirm.await?.is_ack())
+                }
+                .await;
+                match confirmed {
+                    Ok(true) => outcome,
+                    other => {
+                        // Could not park it: hand it back to the queue to be tried again.
+                        tracing::warn!(queue = %queue, result = ?other.err().map(|e| e.to_string()), "could not move the failed message, requeueing");
+                        delivery.acker.nack(BasicNackOptions { requeue: true, ..Default::default() }).await?;
+                        record(spec, "requeued", started);
+                        return Ok(());
+                    }
+                }
+            }
+        };
+        delivery.acker.ack(BasicAckOptions::default()).await?;
+        record(spec, outcome, started);
+        Ok(())
+    }
+
+    /// Inbox + handler inside a savepoint of the batch's transaction.
+    async fn apply(&self, tx: &mut PgConnection, msg: &Incoming) -> Result<Outcome, HandlerError> {
+        let Consumer { spec, handler, .. } = self;
+        let mut sp = sqlx::Connection::begin(&mut *tx).await?;
+        let fresh = sqlx::query(
+            "INSERT INTO inbox (consumer, message_id, message_type) VALUES ($1, $2, $3)
+         ON CONFLICT DO NOTHING",
+        )
+        .bind(spec.name)
+        .bind(msg.envelope.message_id)
+        .bind(&msg.envelope.message_type)
+        .execute(&mut *sp)
+        .await?
+        .rows_affected()
+            == 1;
+        if !fresh {
+            sp.rollback().await?;
+            return Ok(Outcome::Duplicate);
+        }
+        match handler.handle(&mut sp, msg).await {
+            Ok(()) => {
+                sp.commit().await?;
+                Ok(Outcome::Processed)
+            }
+            Err(e) => {
+                sp.rollback().await?;
+                Err(e)
             }
         }
-    };
-    delivery.acker.ack(BasicAckOptions::default()).await?;
-    record(spec, outcome, started);
-    Ok(())
+    }
 }
 
 fn record(spec: &ConsumerSpec, outcome: &'static str, started: Instant) {
     metrics::counter!("consumer_messages_total", "consumer" => spec.name, "outcome" => outcome).increment(1);
     metrics::histogram!("consumer_handle_duration_seconds", "consumer" => spec.name)
         .record(started.elapsed().as_secs_f64());
-}
-
-/// Inbox + handler inside a savepoint of the batch's transaction.
-async fn apply<H: Handler>(
-    spec: &ConsumerSpec,
-    handler: &H,
-    tx: &mut PgConnection,
-    msg: &Incoming,
-) -> Result<Outcome, HandlerError> {
-    let mut sp = sqlx::Connection::begin(&mut *tx).await?;
-    let fresh = sqlx::query(
-        "INSERT INTO inbox (consumer, message_id, message_type) VALUES ($1, $2, $3)
-         ON CONFLICT DO NOTHING",
-    )
-    .bind(spec.name)
-    .bind(msg.envelope.message_id)
-    .bind(&msg.envelope.message_type)
-    .execute(&mut *sp)
-    .await?
-    .rows_affected()
-        == 1;
-    if !fresh {
-        sp.rollback().await?;
-        return Ok(Outcome::Duplicate);
-    }
-    match handler.handle(&mut sp, msg).await {
-        Ok(()) => {
-            sp.commit().await?;
-            Ok(Outcome::Processed)
-        }
-        Err(e) => {
-            sp.rollback().await?;
-            Err(e)
-        }
-    }
 }
 
 fn truncate(s: &str, max: usize) -> String {

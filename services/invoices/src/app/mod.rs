@@ -2,7 +2,7 @@
 //! (the consumer's, which also holds the inbox record).
 
 use contracts::Envelope;
-use platform::http::Caller;
+use platform::http::{Caller, page};
 use platform::messaging::{HandlerError, outbox};
 use sqlx::{PgConnection, PgPool};
 use time::OffsetDateTime;
@@ -10,8 +10,6 @@ use uuid::Uuid;
 
 use crate::domain::{DEFAULT_SERIES, Invoice, InvoiceDraft};
 use crate::{InvoicesError, events, repo};
-
-pub const MAX_PAGE: i64 = 100;
 
 /// Issues the order's invoice unless it already has one, and announces it.
 #[tracing::instrument(skip_all, fields(order_id = %draft.order_id))]
@@ -48,18 +46,12 @@ pub async fn list_invoices(
     caller: &Caller,
     order_id: Option<Uuid>,
     cursor: Option<Uuid>,
-    limit: i64,
+    limit: Option<i64>,
 ) -> Result<(Vec<Invoice>, Option<Uuid>), InvoicesError> {
     let me = caller.require_user()?;
     let customer = if caller.is_admin() { None } else { Some(me) };
-    let limit = limit.clamp(1, MAX_PAGE);
+    let limit = page::limit(limit);
     let mut conn = db.acquire().await?;
-    let mut items = repo::list_invoices(&mut conn, None, order_id, customer, cursor, limit + 1).await?;
-    let next = if items.len() as i64 > limit {
-        items.truncate(limit as usize);
-        items.last().map(|i| i.id)
-    } else {
-        None
-    };
-    Ok((items, next))
+    let items = repo::list_invoices(&mut conn, None, order_id, customer, cursor, limit + 1).await?;
+    Ok(page::cut(items, limit, |i| i.id))
 }

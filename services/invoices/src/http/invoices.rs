@@ -115,6 +115,6 @@ pub async fn list_invoices(
     caller: Caller,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<InvoicePage>, ApiError> {
-    let (items, next_cursor) = app::list_invoices(&st.db, &caller, q.order_id, q.cursor, q.limit.unwrap_or(20)).await?;
+    let (items, next_cursor) = app::list_invoices(&st.db, &caller, q.order_id, q.cursor, q.limit).await?;
     Ok(Json(InvoicePage { items: items.iter().map(InvoiceResponse::from).collect(), next_cursor }))
 }

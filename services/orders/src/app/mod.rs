@@ -2,7 +2,7 @@
 //! repository and the outbox, commit.
 
 use contracts::Envelope;
-use platform::http::Caller;
+use platform::http::{Caller, page};
 use platform::messaging::outbox;
 use sqlx::PgPool;
 use time::OffsetDateTime;
@@ -10,8 +10,6 @@ use uuid::Uuid;
 
 use crate::domain::{NewOrder, Order};
 use crate::{OrdersError, events, repo};
-
-pub const MAX_PAGE: i64 = 100;
 
 /// Checks that the caller may place an order for `customer_id`.
 pub fn authorize_placing(caller: &Caller, customer_id: Uuid) -> Result<(), OrdersError> {
@@ -70,7 +68,7 @@ pub async fn list_orders(
     caller: &Caller,
     customer_id: Option<Uuid>,
     cursor: Option<Uuid>,
-    limit: i64,
+    limit: Option<i64>,
 ) -> Result<(Vec<Order>, Option<Uuid>), OrdersError> {
     let me = caller.require_user()?;
     let customer_id = match customer_id {
@@ -79,14 +77,8 @@ pub async fn list_orders(
         None if caller.is_admin() => None,
         None => Some(me),
     };
-    let limit = limit.clamp(1, MAX_PAGE);
+    let limit = page::limit(limit);
     let mut conn = db.acquire().await?;
-    let mut orders = repo::list_orders(&mut conn, customer_id, cursor, limit + 1).await?;
-    let next = if orders.len() as i64 > limit {
-        orders.truncate(limit as usize);
-        orders.last().map(|o| o.id)
-    } else {
-        None
-    };
-    Ok((orders, next))
+    let orders = repo::list_orders(&mut conn, customer_id, cursor, limit + 1).await?;
+    Ok(page::cut(orders, limit, |o| o.id))
 }

@@ -204,7 +204,6 @@ pub async fn list_orders(
     caller: Caller,
     Query(q): Query<ListQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let (orders, next_cursor) =
-        app::list_orders(&st.db, &caller, q.customer_id, q.cursor, q.limit.unwrap_or(20)).await?;
+    let (orders, next_cursor) = app::list_orders(&st.db, &caller, q.customer_id, q.cursor, q.limit).await?;
     Ok(Json(OrderPage { items: orders.iter().map(OrderResponse::from).collect(), next_cursor }))
 }
