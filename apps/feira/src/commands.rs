@@ -12,7 +12,7 @@ use crate::cli::DlqCommand;
 use crate::targets;
 
 fn load_config() -> anyhow::Result<Config> {
-    Config::from_env(&targets::ports()).context("invalid configuration")
+    Config::from_env(&targets::ports(), &targets::vars()).context("invalid configuration")
 }
 
 fn select(names: Option<Vec<String>>) -> anyhow::Result<Vec<&'static ServiceSpec>> {
@@ -209,6 +209,9 @@ pub fn config() -> anyhow::Result<()> {
     for t in targets::TARGETS {
         for (name, default, help) in service_vars(t.name, t.default_port) {
             println!("{:<34} {:<46} {}", name, effective(&name, &default), help);
+        }
+        for v in t.vars {
+            println!("{:<34} {:<46} {}", v.name, effective(v.name, v.default), v.help);
         }
     }
     load_config().map(|_| ())

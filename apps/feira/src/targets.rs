@@ -14,6 +14,11 @@ pub fn ports() -> Vec<(&'static str, u16)> {
     TARGETS.iter().map(|t| (t.name, t.default_port)).collect()
 }
 
+/// Every service-specific variable of every target.
+pub fn vars() -> Vec<platform::config::Var> {
+    TARGETS.iter().flat_map(|t| t.vars.iter().copied()).collect()
+}
+
 /// Every consumer of every target (for `feira dlq`).
 pub fn consumers() -> Vec<platform::messaging::ConsumerSpec> {
     TARGETS.iter().flat_map(|t| t.consumers.iter().copied()).collect()

@@ -3,6 +3,7 @@
 //!
 //! # Layout
 //! - [`Envelope`] and the [`Message`] trait: the wire format of every message.
+//! - [`catalog`]: catalog events, stock commands and replies, `CatalogPublishedV1`.
 //! - [`orders`]: events published by the orders service.
 //! - [`invoices`]: events published by the invoices service.
 //! - [`catalog()`]: every message type with its routing key, for `feira events`.
@@ -21,6 +22,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 mod asyncapi;
+pub mod catalog;
 pub mod invoices;
 pub mod orders;
 
@@ -123,7 +125,23 @@ fn schemas_of<T: utoipa::ToSchema>() -> Schemas {
 
 /// Every message type, with its routing key and publisher.
 pub fn catalog() -> Vec<CatalogEntry> {
-    vec![entry::<orders::OrderPlacedV1>("orders"), entry::<invoices::InvoiceIssuedV1>("invoices")]
+    use catalog as c;
+    vec![
+        entry::<orders::OrderPlacedV1>("orders"),
+        entry::<invoices::InvoiceIssuedV1>("invoices"),
+        entry::<c::OwnerChangedV1>("catalog"),
+        entry::<c::CategoryChangedV1>("catalog"),
+        entry::<c::ProductChangedV1>("catalog"),
+        entry::<c::StockChangedV1>("catalog"),
+        entry::<c::ReserveStockV1>("orders"),
+        entry::<c::StockReservedV1>("catalog"),
+        entry::<c::StockRejectedV1>("catalog"),
+        entry::<c::ReleaseStockV1>("orders"),
+        entry::<c::StockReleasedV1>("catalog"),
+        entry::<c::CommitStockV1>("orders"),
+        entry::<c::StockCommittedV1>("catalog"),
+        entry::<c::CatalogPublishedV1>("catalog-publisher"),
+    ]
 }
 
 #[cfg(test)]

@@ -40,6 +40,11 @@ pub const GLOBAL_VARS: &[Var] = &[
         help: "RabbitMQ broker (the vhost is the URL path)",
     },
     Var {
+        name: "FEIRA_REDIS_URL",
+        default: "redis://127.0.0.1:6379",
+        help: "Redis for caches and shared rate limits (a service keeps working from its database when Redis is down)",
+    },
+    Var {
         name: "FEIRA_AMQP_NAMESPACE",
         default: "feira",
         help: "prefix of every exchange and queue name, so several installations (or tests) share one vhost",
@@ -106,6 +111,11 @@ pub fn service_vars(service: &str, default_port: u16) -> Vec<(String, String, &'
             format!("FEIRA_DATABASE_URL with database feira_{}", service.replace('-', "_")),
             "the service's own database, overriding the derived one",
         ),
+        (
+            format!("FEIRA_{up}_READ_DATABASE_URL"),
+            "(unset: reads go to the primary)".to_string(),
+            "a streaming replica of the service's database for read-only queries",
+        ),
     ]
 }
 
@@ -122,6 +132,7 @@ pub enum ConfigError {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub bind_host: IpAddr,
+    pub redis_url: String,
     pub database: PgConnectOptions,
     pub database_max_connections: u32,
     pub amqp_url: String,
@@ -130,6 +141,9 @@ pub struct Config {
     pub shutdown_grace: Duration,
     pub log_format: LogFormat,
     services: BTreeMap<String, ServiceConfig>,
+    /// Service-specific variables (declared in each `ServiceSpec::vars`), as set.
+    extra: BTreeMap<String, String>,
+    extra_vars: Vec<Var>,
 }
 
 #[derive(Debug, Clone)]
@@ -155,6 +169,8 @@ pub struct ServiceConfig {
     pub name: String,
     pub port: u16,
     pub database: PgConnectOptions,
+    /// A replica for read-only queries; `None` reads from `database`.
+    pub read_database: Option<PgConnectOptions>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -167,20 +183,30 @@ pub enum LogFormat {
 impl Config {
     /// Reads the process environment. `services` lists every known target
     /// with its default port, so per-service variables can be checked.
-    pub fn from_env(services: &[(&str, u16)]) -> Result<Self, ConfigError> {
+    pub fn from_env(services: &[(&str, u16)], extra: &[Var]) -> Result<Self, ConfigError> {
         let env: BTreeMap<String, String> = std::env::vars().filter(|(k, _)| k.starts_with("FEIRA_")).collect();
-        Self::from_map(&env, services)
+        Self::from_map(&env, services, extra)
     }
 
     /// Reads configuration from a map of variables (the environment, or a
     /// test's own settings).
-    pub fn from_map(env: &BTreeMap<String, String>, services: &[(&str, u16)]) -> Result<Self, ConfigError> {
-        let mut known: Vec<String> = GLOBAL_VARS.iter().map(|v| v.name.to_string()).collect();
+    /// `extra` lists the service-specific variables (every target's
+    /// `ServiceSpec::vars`).
+    pub fn from_map(
+        env: &BTreeMap<String, String>,
+        services: &[(&str, u16)],
+        extra: &[Var],
+    ) -> Result<Self, ConfigError> {
+        let mut known: Vec<String> = GLOBAL_VARS.iter().chain(extra).map(|v| v.name.to_string()).collect();
         for (svc, port) in services {
             known.extend(service_vars(svc, *port).into_iter().map(|(n, _, _)| n));
         }
         if let Some(name) = env.keys().find(|k| k.starts_with("FEIRA_") && !known.contains(k)) {
             return Err(ConfigError::Unknown { name: name.clone() });
+        }
+        let redis_url = env.get("FEIRA_REDIS_URL").cloned().unwrap_or_else(|| "redis://127.0.0.1:6379".to_string());
+        if !(redis_url.starts_with("redis://") || redis_url.starts_with("rediss://")) {
+            return Err(invalid("FEIRA_REDIS_URL", &redis_url, "must start with redis:// or rediss://"));
         }
         let get = |name: &str| -> String {
             env.get(name).cloned().unwrap_or_else(|| {
@@ -191,8 +217,9 @@ impl Config {
         let database: PgConnectOptions = parse("FEIRA_DATABASE_URL", &get("FEIRA_DATABASE_URL"))?;
         let mut service_map = BTreeMap::new();
         for (svc, default_port) in services {
-            let [(port_var, _, _), (db_var, _, _)] = <[_; 2]>::try_from(service_vars(svc, *default_port))
-                .map_err(|_| ConfigError::Unknown { name: svc.to_string() })?;
+            let [(port_var, _, _), (db_var, _, _), (read_var, _, _)] =
+                <[_; 3]>::try_from(service_vars(svc, *default_port))
+                    .map_err(|_| ConfigError::Unknown { name: svc.to_string() })?;
             let port = match env.get(&port_var) {
                 Some(v) => parse(&port_var, v)?,
                 None => *default_port,
@@ -201,7 +228,9 @@ impl Config {
                 Some(v) => parse(&db_var, v)?,
                 None => database.clone().database(&format!("feira_{}", svc.replace('-', "_"))),
             };
-            service_map.insert(svc.to_string(), ServiceConfig { name: svc.to_string(), port, database: db });
+            let read_database = env.get(&read_var).map(|v| parse(&read_var, v)).transpose()?;
+            service_map
+                .insert(svc.to_string(), ServiceConfig { name: svc.to_string(), port, database: db, read_database });
         }
 
         let amqp_url = get("FEIRA_AMQP_URL");
@@ -247,8 +276,13 @@ impl Config {
             parse_duration(&raw).map_err(|reason| invalid(name, &raw, &reason))
         };
 
+        let extra_values =
+            env.iter().filter(|(k, _)| extra.iter().any(|v| v.name == k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect();
         Ok(Config {
             bind_host: parse("FEIRA_BIND_HOST", &get("FEIRA_BIND_HOST"))?,
+            redis_url,
+            extra: extra_values,
+            extra_vars: extra.to_vec(),
             database,
             database_max_connections: max_conn,
             amqp_url,
@@ -278,6 +312,20 @@ impl Config {
     /// is a programming error reported as an `Unknown` error instead.
     pub fn service(&self, name: &str) -> Result<&ServiceConfig, ConfigError> {
         self.services.get(name).ok_or_else(|| ConfigError::Unknown { name: name.to_string() })
+    }
+
+    /// A service-specific variable: its value, or its declared default.
+    pub fn var(&self, name: &str) -> Option<&str> {
+        self.extra
+            .get(name)
+            .map(String::as_str)
+            .or_else(|| self.extra_vars.iter().find(|v| v.name == name).map(|v| v.default))
+    }
+
+    /// A service-specific duration variable (`30s`, `15m`), parsed.
+    pub fn duration(&self, name: &str) -> Result<Duration, ConfigError> {
+        let raw = self.var(name).ok_or_else(|| ConfigError::Unknown { name: name.to_string() })?;
+        parse_duration(raw).map_err(|reason| invalid(name, raw, &reason))
     }
 
     /// Overrides a service's port (tests and `feira up --port-offset`).
@@ -338,7 +386,7 @@ mod tests {
 
     #[test]
     fn defaults_need_no_variables() {
-        let c = Config::from_map(&env(&[]), &[("orders", 8106)]).unwrap();
+        let c = Config::from_map(&env(&[]), &[("orders", 8106)], &[]).unwrap();
         assert_eq!(c.service("orders").unwrap().port, 8106);
         assert_eq!(c.service("orders").unwrap().database.get_database(), Some("feira_orders"));
         assert_eq!(c.messaging.retry_delays.len(), 3);
@@ -347,15 +395,15 @@ mod tests {
     #[test]
     fn an_invalid_value_names_its_variable() {
         let err =
-            Config::from_map(&env(&[("FEIRA_ORDERS_PORT", "eighty")]), &[("orders", 8106)]).unwrap_err().to_string();
+            Config::from_map(&env(&[("FEIRA_ORDERS_PORT", "eighty")]), &[("orders", 8106)], &[]).unwrap_err().to_string();
         assert!(err.contains("FEIRA_ORDERS_PORT"), "{err}");
-        let err = Config::from_map(&env(&[("FEIRA_RETRY_DELAYS", "1s,soon")]), &[]).unwrap_err().to_string();
+        let err = Config::from_map(&env(&[("FEIRA_RETRY_DELAYS", "1s,soon")]), &[], &[]).unwrap_err().to_string();
         assert!(err.contains("FEIRA_RETRY_DELAYS"), "{err}");
     }
 
     #[test]
     fn an_unknown_feira_variable_is_rejected() {
-        let err = Config::from_map(&env(&[("FEIRA_ORDRES_PORT", "1")]), &[("orders", 8106)]).unwrap_err().to_string();
+        let err = Config::from_map(&env(&[("FEIRA_ORDRES_PORT", "1")]), &[("orders", 8106)], &[]).unwrap_err().to_string();
         assert!(err.contains("FEIRA_ORDRES_PORT"), "{err}");
     }
 

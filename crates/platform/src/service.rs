@@ -33,6 +33,9 @@ pub struct ServiceSpec {
     pub migrator: &'static sqlx::migrate::Migrator,
     /// The service's OpenAPI document, without starting it.
     pub openapi: fn() -> utoipa::openapi::OpenApi,
+    /// The service's own `FEIRA_<SERVICE>_*` settings beyond port and
+    /// databases, with defaults (read with `Config::var` / `Config::duration`).
+    pub vars: &'static [crate::config::Var],
     /// Every queue the service consumes (for `feira dlq`).
     pub consumers: &'static [ConsumerSpec],
     pub run: fn(Service) -> RunFuture,
@@ -43,6 +46,9 @@ pub struct Service {
     pub name: &'static str,
     pub config: Arc<Config>,
     pub db: PgPool,
+    /// Read-only queries: the replica of `FEIRA_<SERVICE>_READ_DATABASE_URL`,
+    /// or the same pool as `db`. A write's own answer must read from `db`.
+    pub db_read: PgPool,
     pub broker: Broker,
     pub shutdown: CancellationToken,
     listener: TcpListener,
@@ -58,6 +64,10 @@ pub async fn start(spec: &ServiceSpec, config: Arc<Config>, shutdown: Cancellati
     let db = crate::db::connect(&sc.database, config.database_max_connections, spec.migrator)
         .await
         .with_context(|| format!("prepare the {} database", spec.name))?;
+    let db_read = match &sc.read_database {
+        Some(replica) => crate::db::pool(replica, config.database_max_connections),
+        None => db.clone(),
+    };
     let broker = Broker::new(
         config.amqp_url.clone(),
         format!("feira-{}", spec.name),
@@ -69,6 +79,7 @@ pub async fn start(spec: &ServiceSpec, config: Arc<Config>, shutdown: Cancellati
         name: spec.name,
         config,
         db,
+        db_read,
         broker,
         shutdown,
         listener,

@@ -55,7 +55,7 @@ impl TestEnv {
         vars.insert("FEIRA_RETRY_DELAYS".into(), "200ms,400ms".into());
         vars.insert("FEIRA_OUTBOX_SWEEP_INTERVAL".into(), "200ms".into());
         vars.insert("FEIRA_SHUTDOWN_GRACE".into(), "5s".into());
-        let base = Config::from_map(&vars, &[]).map(|c| c.database).ok();
+        let base = Config::from_map(&vars, &[], &[]).map(|c| c.database).ok();
         for spec in specs {
             let up = spec.name.to_uppercase().replace('-', "_");
             vars.insert(format!("FEIRA_{up}_PORT"), "0".into());
@@ -75,7 +75,8 @@ impl TestEnv {
 
     pub fn config(&self) -> Config {
         let services: Vec<(&str, u16)> = self.specs.iter().map(|s| (s.name, s.default_port)).collect();
-        match Config::from_map(&self.vars, &services) {
+        let extra: Vec<crate::config::Var> = self.specs.iter().flat_map(|s| s.vars.iter().copied()).collect();
+        match Config::from_map(&self.vars, &services, &extra) {
             Ok(c) => c,
             Err(e) => panic!("test configuration is invalid: {e}"),
         }

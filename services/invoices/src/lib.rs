@@ -34,6 +34,7 @@ pub const SPEC: ServiceSpec = ServiceSpec {
     default_port: 8108,
     migrator: &MIGRATOR,
     openapi,
+    vars: &[],
     consumers: &[events::order_placed::CONSUMER],
     run,
 };
