@@ -42,16 +42,21 @@ pub struct CategoryChangedV1 {
 }
 message!(CategoryChangedV1, "category_changed", 1);
 
-/// A product was created, changed or deleted.
+/// A product was created, changed or deleted. Carries the whole product, so
+/// read models (the catalog publisher, the storefront) need no callback.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct ProductChangedV1 {
     pub product_id: Uuid,
     pub owner_id: Uuid,
     pub sku: String,
     pub title: String,
+    pub description: String,
     pub price_cents: i64,
     pub currency: String,
     pub category_id: Option<Uuid>,
+    /// Free-form attributes (a JSON object).
+    #[schema(value_type = Object)]
+    pub attributes: serde_json::Value,
     pub active: bool,
     pub deleted: bool,
     #[serde(with = "time::serde::rfc3339")]
