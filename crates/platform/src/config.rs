@@ -276,8 +276,11 @@ impl Config {
             parse_duration(&raw).map_err(|reason| invalid(name, &raw, &reason))
         };
 
-        let extra_values =
-            env.iter().filter(|(k, _)| extra.iter().any(|v| v.name == k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect();
+        let extra_values = env
+            .iter()
+            .filter(|(k, _)| extra.iter().any(|v| v.name == k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         Ok(Config {
             bind_host: parse("FEIRA_BIND_HOST", &get("FEIRA_BIND_HOST"))?,
             redis_url,
@@ -305,11 +308,8 @@ impl Config {
         })
     }
 
-    /// The settings of one service.
-    ///
-    /// # Panics
-    /// Never for a service listed when the config was built; an unknown name
-    /// is a programming error reported as an `Unknown` error instead.
+    /// The settings of one service; an unknown name (one not listed when the
+    /// config was built) is an `Unknown` error.
     pub fn service(&self, name: &str) -> Result<&ServiceConfig, ConfigError> {
         self.services.get(name).ok_or_else(|| ConfigError::Unknown { name: name.to_string() })
     }
@@ -326,13 +326,6 @@ impl Config {
     pub fn duration(&self, name: &str) -> Result<Duration, ConfigError> {
         let raw = self.var(name).ok_or_else(|| ConfigError::Unknown { name: name.to_string() })?;
         parse_duration(raw).map_err(|reason| invalid(name, raw, &reason))
-    }
-
-    /// Overrides a service's port (tests and `feira up --port-offset`).
-    pub fn set_port(&mut self, name: &str, port: u16) {
-        if let Some(s) = self.services.get_mut(name) {
-            s.port = port;
-        }
     }
 }
 
@@ -394,8 +387,9 @@ mod tests {
 
     #[test]
     fn an_invalid_value_names_its_variable() {
-        let err =
-            Config::from_map(&env(&[("FEIRA_ORDERS_PORT", "eighty")]), &[("orders", 8106)], &[]).unwrap_err().to_string();
+        let err = Config::from_map(&env(&[("FEIRA_ORDERS_PORT", "eighty")]), &[("orders", 8106)], &[])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("FEIRA_ORDERS_PORT"), "{err}");
         let err = Config::from_map(&env(&[("FEIRA_RETRY_DELAYS", "1s,soon")]), &[], &[]).unwrap_err().to_string();
         assert!(err.contains("FEIRA_RETRY_DELAYS"), "{err}");
@@ -403,7 +397,8 @@ mod tests {
 
     #[test]
     fn an_unknown_feira_variable_is_rejected() {
-        let err = Config::from_map(&env(&[("FEIRA_ORDRES_PORT", "1")]), &[("orders", 8106)], &[]).unwrap_err().to_string();
+        let err =
+            Config::from_map(&env(&[("FEIRA_ORDRES_PORT", "1")]), &[("orders", 8106)], &[]).unwrap_err().to_string();
         assert!(err.contains("FEIRA_ORDRES_PORT"), "{err}");
     }
 

@@ -111,13 +111,6 @@ pub fn current_traceparent() -> Option<String> {
     carrier.remove("traceparent")
 }
 
-/// The trace id of the current span (32 hex digits), if any.
-pub fn current_trace_id() -> Option<String> {
-    let cx = tracing::Span::current().context();
-    let sc = cx.span().span_context().clone();
-    sc.is_valid().then(|| sc.trace_id().to_string())
-}
-
 /// Makes the remote context in `traceparent` the parent of `span`.
 pub fn set_parent(span: &tracing::Span, traceparent: Option<&str>) {
     let Some(tp) = traceparent else { return };
