@@ -197,8 +197,7 @@ fn print_table(items: &[ops::DeadLetter]) {
 pub fn config() -> anyhow::Result<()> {
     let effective = |name: &str, default: &str| -> String {
         match std::env::var(name) {
-            Ok(v) if name.ends_with("_URL") => redact(&v),
-            Ok(v) => v,
+            Ok(v) => platform::config::redact(name, &v),
             Err(_) => format!("{default} (default)"),
         }
     };
@@ -215,13 +214,6 @@ pub fn config() -> anyhow::Result<()> {
         }
     }
     load_config().map(|_| ())
-}
-
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => format!("{}://***@{}", &url[..s], &url[at + 1..]),
-        _ => url.to_string(),
-    }
 }
 
 pub fn events(asyncapi: bool) -> anyhow::Result<()> {

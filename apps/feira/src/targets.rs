@@ -3,7 +3,7 @@
 use platform::service::ServiceSpec;
 
 /// All services, in start order.
-pub const TARGETS: &[ServiceSpec] = &[orders::SPEC, invoices::SPEC];
+pub const TARGETS: &[ServiceSpec] = &[orders::SPEC, catalog::SPEC, invoices::SPEC, catalog_publisher::SPEC];
 
 pub fn find(name: &str) -> Option<&'static ServiceSpec> {
     TARGETS.iter().find(|t| t.name == name)

@@ -333,8 +333,16 @@ fn invalid(name: &str, value: &str, reason: &str) -> ConfigError {
     ConfigError::Invalid { name: name.to_string(), value: redact(name, value), reason: reason.to_string() }
 }
 
-/// Secrets (passwords in URLs) are never printed.
-fn redact(name: &str, value: &str) -> String {
+/// True for variables whose values are secrets (keys, passwords, tokens).
+pub fn is_secret(name: &str) -> bool {
+    ["SECRET", "PASSWORD", "TOKEN", "ACCESS_KEY"].iter().any(|w| name.contains(w))
+}
+
+/// A value as it may be printed: secrets hidden, URL passwords removed.
+pub fn redact(name: &str, value: &str) -> String {
+    if is_secret(name) {
+        return "***".to_string();
+    }
     if name.ends_with("_URL")
         && let (Some(scheme_end), Some(at)) = (value.find("://"), value.rfind('@'))
         && at > scheme_end
@@ -404,8 +412,15 @@ mod tests {
 
     #[test]
     fn passwords_in_urls_are_not_printed() {
-        let err = Config::from_map(&env(&[("FEIRA_AMQP_URL", "http://u:secret@h")]), &[]).unwrap_err().to_string();
+        let err = Config::from_map(&env(&[("FEIRA_AMQP_URL", "http://u:secret@h")]), &[], &[]).unwrap_err().to_string();
         assert!(!err.contains("secret"), "{err}");
+    }
+
+    #[test]
+    fn secret_values_are_not_printed() {
+        assert_eq!(redact("FEIRA_X_SECRET_ACCESS_KEY", "abc"), "***");
+        assert_eq!(redact("FEIRA_DATABASE_URL", "postgres://u:pw@h/db"), "postgres://***@h/db");
+        assert_eq!(redact("FEIRA_BIND_HOST", "0.0.0.0"), "0.0.0.0");
     }
 
     #[test]

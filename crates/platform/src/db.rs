@@ -32,8 +32,9 @@ pub async fn ensure_database(options: &PgConnectOptions) -> anyhow::Result<()> {
         let sql = format!("CREATE DATABASE \"{}\"", name.replace('"', "\"\""));
         match sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut conn).await {
             Ok(_) => tracing::info!(database = %name, "created database"),
-            // Another replica created it between our check and our CREATE.
-            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P04") => {}
+            // Another process created it between our check and our CREATE
+            // (42P04, or 23505 when both inserted into pg_database at once).
+            Err(sqlx::Error::Database(e)) if matches!(e.code().as_deref(), Some("42P04" | "23505")) => {}
             Err(e) => return Err(e).with_context(|| format!("create database {name}")),
         }
     }

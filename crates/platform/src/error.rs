@@ -158,16 +158,27 @@ impl std::error::Error for ApiError {
     }
 }
 
+/// True for failures that a retry may not meet: the database is unreachable
+/// or busy, or the transaction lost a deadlock (40P01) or a serialization
+/// conflict (40001).
+pub fn is_transient(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => true,
+        sqlx::Error::Database(d) => matches!(d.code().as_deref(), Some("40P01" | "40001")),
+        _ => false,
+    }
+}
+
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
-        match &e {
-            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => ApiError {
-                kind: ErrorKind::Unavailable,
-                detail: "the database is unavailable, try again".into(),
-                errors: Vec::new(),
-                source: Some(e.into()),
-            },
-            _ => ApiError::internal(e),
+        if !is_transient(&e) {
+            return ApiError::internal(e);
+        }
+        ApiError {
+            kind: ErrorKind::Unavailable,
+            detail: "the database is busy or unavailable, try again".into(),
+            errors: Vec::new(),
+            source: Some(e.into()),
         }
     }
 }

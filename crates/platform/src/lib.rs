@@ -9,6 +9,8 @@
 //! - [`http`]: the scaffold (health, metrics, OpenAPI and Swagger UI, request
 //!   id, timeouts, body limit), the [`Caller`](http::Caller) header contract,
 //!   the JSON extractor and `Idempotency-Key`.
+//! - [`cache`]: Redis cache-aside for read paths, invalidated by the
+//!   service's change events; answers from the database when Redis is down.
 //! - [`db`]: pools, database creation, migrations (the platform's tables:
 //!   outbox, inbox, idempotency keys).
 //! - [`messaging`]: topology, broker handle, outbox + relay, consumer + inbox,
@@ -17,6 +19,7 @@
 //!   and the runtime it gets.
 //! - [`testing`]: a database per service and a namespace per test, cleaned up.
 
+pub mod cache;
 pub mod config;
 pub mod db;
 pub mod error;

@@ -60,6 +60,8 @@ pub struct Service {
 /// Creates and migrates the service's database, opens its broker handle and
 /// binds its port. Fails with the reason when any of them is impossible.
 pub async fn start(spec: &ServiceSpec, config: Arc<Config>, shutdown: CancellationToken) -> anyhow::Result<Service> {
+    // Install the recorder first, so metrics touched while starting count.
+    crate::http::metrics_handle();
     let sc = config.service(spec.name)?;
     let db = crate::db::connect(&sc.database, config.database_max_connections, spec.migrator)
         .await
@@ -101,6 +103,16 @@ impl Service {
             ttl: self.config.http.idempotency_ttl,
             body_limit: self.config.http.body_limit,
         }
+    }
+
+    /// Runs one of the service's own background loops; it should stop when
+    /// `self.shutdown` is cancelled, and `serve` waits for it (within the
+    /// grace period) like the relay and the consumers.
+    pub fn spawn_task<F>(&self, task: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        self.tasks.spawn(task);
     }
 
     /// Runs the outbox relay of this service's database until shutdown.

@@ -21,7 +21,7 @@ use uuid::Uuid;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn feira_up_serves_both_services_and_an_order_gets_exactly_one_invoice() {
-    let env = TestEnv::new(&[orders::SPEC, invoices::SPEC]);
+    let env = all_targets();
     let mut feira = Feira::start(&env, &["up"], &["orders", "invoices"]).await;
     let client = reqwest::Client::new();
 
@@ -50,6 +50,15 @@ async fn feira_up_serves_both_services_and_an_order_gets_exactly_one_invoice() {
     let status = feira.terminate().await;
     assert!(status.success(), "feira exits 0 on SIGTERM, got {status:?}");
     assert!(feira.logs().contains("feira stopped"));
+}
+
+/// A test environment with every target of `feira up`, each with its own
+/// database, port 0 and a private object store folder.
+fn all_targets() -> TestEnv {
+    let mut env = TestEnv::new(feira::targets::TARGETS);
+    let store = std::env::temp_dir().join(format!("feira-e2e-store-{}", env.namespace));
+    env.set("FEIRA_CATALOG_PUBLISHER_STORE", format!("file://{}", store.display()));
+    env
 }
 
 /// Swagger UI loads, and every asset it references is served by the service.
@@ -111,7 +120,7 @@ fn amqp_addr(url: &str) -> std::net::SocketAddr {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn orders_placed_while_the_broker_is_unreachable_all_get_their_invoice_once_it_is_back() {
-    let mut env = TestEnv::new(&[orders::SPEC, invoices::SPEC]);
+    let mut env = all_targets();
     let direct = env.config().amqp_url;
     let proxy = FaultProxy::start(amqp_addr(&direct)).await.expect("proxy");
     env.set("FEIRA_AMQP_URL", amqp_via(&direct, proxy.addr()));
@@ -163,7 +172,7 @@ async fn orders_placed_while_the_broker_is_unreachable_all_get_their_invoice_onc
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_invoices_process_in_the_middle_of_1000_orders_loses_and_duplicates_no_invoice() {
     const ORDERS: usize = 1000;
-    let env = TestEnv::new(&[orders::SPEC, invoices::SPEC]);
+    let env = all_targets();
     let orders = env.spawn(&orders::SPEC).await.expect("orders");
     let mut first = Feira::start(&env, &["run", "invoices"], &["invoices"]).await;
     let db = env.db(&invoices::SPEC).await.expect("invoices db");
@@ -203,7 +212,7 @@ async fn killing_the_invoices_process_in_the_middle_of_1000_orders_loses_and_dup
 async fn one_trace_runs_from_post_orders_through_the_relay_into_the_invoices_consumer() {
     let exporter = InMemorySpanExporter::default();
     let _telemetry = platform::telemetry::init_with_exporter("e2e", exporter.clone()).expect("telemetry");
-    let env = TestEnv::new(&[orders::SPEC, invoices::SPEC]);
+    let env = all_targets();
     let orders = env.spawn(&orders::SPEC).await.expect("orders");
     let invoices = env.spawn(&invoices::SPEC).await.expect("invoices");
     let client = reqwest::Client::new();
@@ -233,7 +242,7 @@ async fn one_trace_runs_from_post_orders_through_the_relay_into_the_invoices_con
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_that_keeps_failing_is_parked_and_feira_dlq_replay_processes_it_exactly_once() {
-    let env = TestEnv::new(&[orders::SPEC, invoices::SPEC]);
+    let env = all_targets();
     let orders = env.spawn(&orders::SPEC).await.expect("orders");
     let invoices = env.spawn(&invoices::SPEC).await.expect("invoices");
     let db = env.db(&invoices::SPEC).await.expect("invoices db");
@@ -375,7 +384,7 @@ async fn fake_collector() -> (std::net::SocketAddr, std::sync::Arc<std::sync::Mu
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_an_otlp_endpoint_the_whole_flow_is_exported_as_traces_and_flushed_on_shutdown() {
     let (collector, seen) = fake_collector().await;
-    let mut env = TestEnv::new(&[orders::SPEC, invoices::SPEC]);
+    let mut env = all_targets();
     // The child gets the test's variables: this one turns OTLP export on.
     env.vars.insert("OTEL_EXPORTER_OTLP_ENDPOINT".into(), format!("http://{collector}"));
     let mut feira = Feira::start(&env, &["up"], &["orders", "invoices"]).await;

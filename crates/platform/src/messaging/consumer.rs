@@ -103,7 +103,8 @@ impl HandlerError {
 
 impl From<sqlx::Error> for HandlerError {
     fn from(e: sqlx::Error) -> Self {
-        HandlerError::new(ErrorKind::Internal, e)
+        let kind = if crate::error::is_transient(&e) { ErrorKind::Unavailable } else { ErrorKind::Internal };
+        HandlerError::new(kind, e)
     }
 }
 

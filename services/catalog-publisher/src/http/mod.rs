@@ -1,0 +1,4 @@
+//! The catalog publisher's small HTTP API (health, metrics and OpenAPI come
+//! from the platform scaffold).
+
+pub mod catalogs;

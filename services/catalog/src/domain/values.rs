@@ -1,0 +1,312 @@
+//! Value types: each `parse` accepts only valid values (parse, don't validate).
+
+use std::fmt;
+
+use time::OffsetDateTime;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ValueError(pub String);
+
+/// `now` to the microsecond, as PostgreSQL stores it, so what a write
+/// answers and announces reads back exactly.
+pub fn stored_time(now: OffsetDateTime) -> OffsetDateTime {
+    now.replace_nanosecond(now.nanosecond() / 1_000 * 1_000).unwrap_or(now)
+}
+
+/// Trimmed text of `min..=max` characters without control characters.
+fn text(s: &str, min: usize, max: usize) -> Result<String, ValueError> {
+    let s = s.trim();
+    let n = s.chars().count();
+    if n < min || n > max {
+        return Err(ValueError(format!("must be {min} to {max} characters")));
+    }
+    if s.chars().any(char::is_control) {
+        return Err(ValueError("must not contain control characters".into()));
+    }
+    Ok(s.to_string())
+}
+
+/// An ISO 4217 currency the shop sells in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Currency {
+    #[default]
+    Brl,
+    Usd,
+    Eur,
+}
+
+impl Currency {
+    pub fn parse(s: &str) -> Result<Self, ValueError> {
+        match s {
+            "BRL" => Ok(Currency::Brl),
+            "USD" => Ok(Currency::Usd),
+            "EUR" => Ok(Currency::Eur),
+            other => Err(ValueError(format!("unknown currency {other:?}; use BRL, USD or EUR"))),
+        }
+    }
+
+    pub fn code(self) -> &'static str {
+        match self {
+            Currency::Brl => "BRL",
+            Currency::Usd => "USD",
+            Currency::Eur => "EUR",
+        }
+    }
+}
+
+impl fmt::Display for Currency {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+/// A non-negative price in cents, at most 10^13.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Cents(i64);
+
+impl Cents {
+    pub const MAX: i64 = 10_000_000_000_000;
+
+    pub fn parse(n: i64) -> Result<Self, ValueError> {
+        if n < 0 {
+            return Err(ValueError("must not be negative".into()));
+        }
+        if n > Self::MAX {
+            return Err(ValueError(format!("must be at most {}", Self::MAX)));
+        }
+        Ok(Cents(n))
+    }
+
+    pub fn get(self) -> i64 {
+        self.0
+    }
+}
+
+/// A stock-keeping unit, unique per owner: 1 to 64 of `A-Z a-z 0-9 - _ .`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sku(String);
+
+impl Sku {
+    pub fn parse(s: &str) -> Result<Self, ValueError> {
+        if s.is_empty() || s.len() > 64 {
+            return Err(ValueError("must be 1 to 64 characters".into()));
+        }
+        if !s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) {
+            return Err(ValueError("may contain only letters, digits, '-', '_' and '.'".into()));
+        }
+        Ok(Sku(s.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+macro_rules! text_type {
+    ($(#[$doc:meta])* $name:ident, $min:expr, $max:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq)]
+        pub struct $name(String);
+
+        impl $name {
+            pub const MAX: usize = $max;
+
+            pub fn parse(s: &str) -> Result<Self, ValueError> {
+                text(s, $min, $max).map($name)
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+    };
+}
+
+text_type!(
+    /// A seller's display name: 1 to 120 characters, trimmed.
+    OwnerName, 1, 120
+);
+text_type!(
+    /// A category's name: 1 to 80 characters, trimmed; unique per owner
+    /// regardless of case.
+    CategoryName, 1, 80
+);
+text_type!(
+    /// A product's title: 1 to 200 characters, trimmed.
+    Title, 1, 200
+);
+
+/// A product's description: up to 5 000 characters (line breaks allowed).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Description(String);
+
+impl Description {
+    pub const MAX: usize = 5_000;
+
+    pub fn parse(s: &str) -> Result<Self, ValueError> {
+        let s = s.trim();
+        if s.chars().count() > Self::MAX {
+            return Err(ValueError(format!("must be at most {} characters", Self::MAX)));
+        }
+        if s.chars().any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t')) {
+            return Err(ValueError("must not contain control characters".into()));
+        }
+        Ok(Description(s.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Free-form product attributes: a JSON object of at most 16 KiB.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Attributes(serde_json::Map<String, serde_json::Value>);
+
+impl Attributes {
+    pub const MAX_BYTES: usize = 16 * 1024;
+
+    pub fn parse(v: serde_json::Value) -> Result<Self, ValueError> {
+        let serde_json::Value::Object(map) = v else {
+            return Err(ValueError("must be a JSON object".into()));
+        };
+        if serde_json::to_vec(&map).map(|b| b.len()).unwrap_or(usize::MAX) > Self::MAX_BYTES {
+            return Err(ValueError(format!("must be at most {} bytes of JSON", Self::MAX_BYTES)));
+        }
+        Ok(Attributes(map))
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::Value::Object(self.0.clone())
+    }
+}
+
+/// Words to look for in titles and descriptions (web search syntax:
+/// `"exact phrase"`, `-excluded`, `or`): 1 to 200 characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SearchText(String);
+
+impl SearchText {
+    /// `None` for blank text: no search.
+    pub fn parse(s: &str) -> Result<Option<Self>, ValueError> {
+        let s = s.trim();
+        if s.is_empty() {
+            return Ok(None);
+        }
+        text(s, 1, 200).map(|t| Some(SearchText(t)))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Units on hand: 0 to 10^9.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OnHand(i64);
+
+impl OnHand {
+    pub const MAX: i64 = 1_000_000_000;
+
+    pub fn parse(n: i64) -> Result<Self, ValueError> {
+        if !(0..=Self::MAX).contains(&n) {
+            return Err(ValueError(format!("must be between 0 and {}", Self::MAX)));
+        }
+        Ok(OnHand(n))
+    }
+
+    pub fn get(self) -> i64 {
+        self.0
+    }
+}
+
+/// Units of one reservation line: 1 to 10^6.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Quantity(i64);
+
+impl Quantity {
+    pub const MAX: i64 = 1_000_000;
+
+    pub fn parse(n: i64) -> Result<Self, ValueError> {
+        if !(1..=Self::MAX).contains(&n) {
+            return Err(ValueError(format!("must be between 1 and {}", Self::MAX)));
+        }
+        Ok(Quantity(n))
+    }
+
+    pub fn get(self) -> i64 {
+        self.0
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn currencies_are_iso_codes_we_sell_in() {
+        assert_eq!(Currency::parse("EUR").unwrap(), Currency::Eur);
+        assert!(Currency::parse("brl").is_err());
+        assert!(Currency::parse("XYZ").is_err());
+    }
+
+    #[test]
+    fn names_are_trimmed_and_bounded() {
+        assert_eq!(OwnerName::parse("  Loja da Ana ").unwrap().as_str(), "Loja da Ana");
+        assert!(OwnerName::parse("   ").is_err());
+        assert!(CategoryName::parse(&"x".repeat(81)).is_err());
+        assert!(Title::parse("a\u{0}b").is_err());
+        assert_eq!(Title::parse(&"é".repeat(200)).unwrap().as_str().chars().count(), 200, "characters, not bytes");
+    }
+
+    #[test]
+    fn descriptions_may_be_empty_and_span_lines() {
+        assert_eq!(Description::parse("").unwrap().as_str(), "");
+        assert!(Description::parse("one\ntwo").is_ok());
+        assert!(Description::parse(&"x".repeat(5_001)).is_err());
+    }
+
+    #[test]
+    fn attributes_are_a_bounded_json_object() {
+        assert!(Attributes::parse(serde_json::json!({"color": "red", "sizes": [1, 2]})).is_ok());
+        assert!(Attributes::parse(serde_json::json!(["red"])).is_err());
+        assert!(Attributes::parse(serde_json::json!("red")).is_err());
+        assert!(Attributes::parse(serde_json::json!({"big": "x".repeat(20_000)})).is_err());
+    }
+
+    #[test]
+    fn skus_reject_spaces_and_empty() {
+        assert!(Sku::parse("ABC-1.b_2").is_ok());
+        assert!(Sku::parse("").is_err());
+        assert!(Sku::parse("a b").is_err());
+        assert!(Sku::parse(&"x".repeat(65)).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn cents_parse_accepts_exactly_the_valid_range(n in any::<i64>()) {
+            prop_assert_eq!(Cents::parse(n).is_ok(), (0..=Cents::MAX).contains(&n));
+        }
+
+        #[test]
+        fn quantities_are_positive_and_bounded(n in any::<i64>()) {
+            prop_assert_eq!(Quantity::parse(n).is_ok(), (1..=Quantity::MAX).contains(&n));
+        }
+
+        #[test]
+        fn on_hand_is_never_negative(n in any::<i64>()) {
+            prop_assert_eq!(OnHand::parse(n).is_ok(), (0..=OnHand::MAX).contains(&n));
+        }
+
+        #[test]
+        fn parsed_text_is_trimmed_and_within_bounds(s in "\\PC{0,130}") {
+            if let Ok(name) = OwnerName::parse(&s) {
+                prop_assert_eq!(name.as_str(), s.trim());
+                prop_assert!((1..=120).contains(&name.as_str().chars().count()));
+            }
+        }
+    }
+}

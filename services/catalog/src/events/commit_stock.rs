@@ -1,0 +1,23 @@
+//! `CommitStockV1` → sell the order's held stock and answer
+//! `StockCommittedV1`; when nothing is held (released, expired, rejected or
+//! unknown) nothing is sold and the answer is `StockReleasedV1` with why.
+
+use contracts::Message as _;
+use contracts::catalog::CommitStockV1;
+use platform::messaging::{ConsumerSpec, Handler, HandlerError, Incoming};
+use sqlx::PgConnection;
+
+use crate::app;
+
+pub const CONSUMER: ConsumerSpec =
+    ConsumerSpec { name: "catalog.commit_stock", bindings: &[CommitStockV1::ROUTING_KEY] };
+
+pub struct OnCommitStock;
+
+impl Handler for OnCommitStock {
+    async fn handle(&self, tx: &mut PgConnection, msg: &Incoming) -> Result<(), HandlerError> {
+        let command = msg.payload::<CommitStockV1>()?;
+        app::commit(tx, Some(&msg.envelope), command.payload.order_id).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,421 @@
+//! `spawn_app` and the vocabulary the tests speak: callers, requests and
+//! answers, fixtures (owners, categories, products, stock), rows, and the
+//! broker (publishing commands as the orders saga does, reading replies).
+
+use std::time::Duration;
+
+use contracts::{Envelope, Message};
+use lapin::options::{BasicGetOptions, BasicPublishOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{BasicProperties, Channel};
+use platform::messaging::{Broker, headers};
+use platform::testing::{RunningService, TestEnv, eventually};
+use reqwest::header::{CONTENT_TYPE, HeaderMap, LOCATION};
+use reqwest::{Method, RequestBuilder, StatusCode};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+/// Seconds any single wait may take before the test fails.
+pub const WAIT: u64 = 20;
+
+/// The catalog service running in this test, on its own database and broker
+/// namespace. Dropping it stops the service, then removes both.
+pub struct TestApp {
+    pub client: reqwest::Client,
+    /// A pool on this test's catalog database, to look at what was stored.
+    pub db: PgPool,
+    pub broker: Broker,
+    service: Option<RunningService>,
+    // Dropped last: the service must be stopped before its database goes.
+    _env: TestEnv,
+}
+
+/// Starts the real catalog service (HTTP, consumers, relay, sweeper).
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// As [`spawn_app`], with `configure` changing the variables first.
+pub async fn spawn_app_with(configure: impl FnOnce(&mut TestEnv)) -> TestApp {
+    let mut env = TestEnv::new(&[catalog::SPEC]);
+    configure(&mut env);
+    let service =
+        env.spawn(&catalog::SPEC).await.expect("the catalog service starts (are PostgreSQL and RabbitMQ running?)");
+    let options = env.config().service(catalog::SPEC.name).expect("the catalog configuration").database.clone();
+    let db = platform::db::pool(&options, 4);
+    let broker = env.broker();
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("an HTTP client");
+    TestApp { client, db, broker, service: Some(service), _env: env }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        let Some(service) = self.service.take() else {
+            return;
+        };
+        service.shutdown.cancel();
+        // Wait for the relay and consumers to stop, so they cannot re-declare
+        // the namespace after the environment deleted it. Never panic here.
+        if let Ok(rt) = tokio::runtime::Handle::try_current()
+            && rt.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
+        {
+            tokio::task::block_in_place(|| {
+                let _ = rt.block_on(tokio::time::timeout(Duration::from_secs(10), service.handle));
+                rt.block_on(self.broker.close());
+            });
+        }
+    }
+}
+
+/// Who calls: the headers the gateway would set.
+#[derive(Debug, Clone)]
+pub enum Caller {
+    Anonymous,
+    Seller(Uuid),
+    Customer(Uuid),
+    Admin(Uuid),
+    /// Headers exactly as given (`None`: header absent).
+    Raw {
+        user_id: Option<String>,
+        roles: Option<String>,
+    },
+}
+
+impl Caller {
+    pub fn seller() -> Self {
+        Caller::Seller(Uuid::now_v7())
+    }
+
+    pub fn customer() -> Self {
+        Caller::Customer(Uuid::now_v7())
+    }
+
+    pub fn admin() -> Self {
+        Caller::Admin(Uuid::now_v7())
+    }
+
+    /// The caller's user id.
+    pub fn id(&self) -> Uuid {
+        match self {
+            Caller::Seller(id) | Caller::Customer(id) | Caller::Admin(id) => *id,
+            Caller::Anonymous | Caller::Raw { .. } => panic!("{self:?} has no user id"),
+        }
+    }
+
+    fn identify(&self, req: RequestBuilder) -> RequestBuilder {
+        const USER: &str = "x-feira-user-id";
+        const ROLES: &str = "x-feira-roles";
+        match self {
+            Caller::Anonymous => req,
+            Caller::Seller(id) => req.header(USER, id.to_string()).header(ROLES, "seller"),
+            Caller::Customer(id) => req.header(USER, id.to_string()).header(ROLES, "customer"),
+            Caller::Admin(id) => req.header(USER, id.to_string()).header(ROLES, "admin"),
+            Caller::Raw { user_id, roles } => {
+                let req = match user_id {
+                    Some(u) => req.header(USER, u),
+                    None => req,
+                };
+                match roles {
+                    Some(r) => req.header(ROLES, r),
+                    None => req,
+                }
+            }
+        }
+    }
+}
+
+/// An HTTP answer, read once.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub text: String,
+    /// The body as JSON, or `Null` when it is not JSON.
+    pub json: Value,
+}
+
+impl Answer {
+    pub async fn of(res: reqwest::Result<reqwest::Response>) -> Answer {
+        let res = res.expect("the service answers");
+        let status = res.status();
+        let headers = res.headers().clone();
+        let text = res.text().await.expect("the answer has a body");
+        let json = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Answer { status, headers, text, json }
+    }
+
+    pub fn location(&self) -> Option<&str> {
+        self.headers.get(LOCATION).and_then(|v| v.to_str().ok())
+    }
+
+    pub fn content_type(&self) -> &str {
+        self.headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default()
+    }
+
+    /// The `field` of every entry of a problem's `errors`, sorted.
+    pub fn error_fields(&self) -> Vec<String> {
+        let mut fields: Vec<String> = self.json["errors"]
+            .as_array()
+            .map(|errors| errors.iter().filter_map(|e| e["field"].as_str().map(str::to_string)).collect())
+            .unwrap_or_default();
+        fields.sort();
+        fields
+    }
+
+    /// The answer has this status.
+    #[track_caller]
+    pub fn expect(&self, status: StatusCode) -> &Value {
+        assert_eq!(self.status, status, "unexpected status: {self:?}");
+        &self.json
+    }
+
+    /// The answer is an RFC 9457 problem with this status.
+    #[track_caller]
+    pub fn assert_problem(&self, status: StatusCode) {
+        assert_eq!(self.status, status, "unexpected status: {self:?}");
+        assert!(self.content_type().starts_with("application/problem+json"), "expected problem+json: {self:?}");
+        assert_eq!(self.json["status"], json!(status.as_u16()), "the problem's status: {self:?}");
+        assert!(self.json["title"].is_string() && self.json["type"].is_string(), "a problem: {self:?}");
+    }
+}
+
+/// The id of a JSON resource (`id`, or `order_id`).
+pub fn id_of(v: &Value) -> Uuid {
+    v["id"].as_str().and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("a UUID id in {v}"))
+}
+
+/// A valid product of the tests: `sku`, 35.90 BRL, with two attributes.
+pub fn product_body(sku: &str) -> Value {
+    json!({
+        "sku": sku,
+        "title": format!("Caneca {sku}"),
+        "description": "Caneca de cerâmica esmaltada",
+        "price_cents": 3590,
+        "currency": "BRL",
+        "attributes": {"color": "azul", "capacity_ml": 350}
+    })
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        self.service.as_ref().expect("the service is running").url(path)
+    }
+
+    pub fn request(&self, method: Method, path: &str, caller: &Caller) -> RequestBuilder {
+        caller.identify(self.client.request(method, self.url(path)))
+    }
+
+    pub async fn send(&self, method: Method, path: &str, caller: &Caller, body: Option<&Value>) -> Answer {
+        let req = self.request(method, path, caller);
+        let req = match body {
+            Some(b) => req.json(b),
+            None => req,
+        };
+        Answer::of(req.send().await).await
+    }
+
+    pub async fn get(&self, path: &str, caller: &Caller) -> Answer {
+        self.send(Method::GET, path, caller, None).await
+    }
+
+    pub async fn post(&self, path: &str, caller: &Caller, body: &Value) -> Answer {
+        self.send(Method::POST, path, caller, Some(body)).await
+    }
+
+    pub async fn put(&self, path: &str, caller: &Caller, body: &Value) -> Answer {
+        self.send(Method::PUT, path, caller, Some(body)).await
+    }
+
+    pub async fn patch(&self, path: &str, caller: &Caller, body: &Value) -> Answer {
+        self.send(Method::PATCH, path, caller, Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str, caller: &Caller) -> Answer {
+        self.send(Method::DELETE, path, caller, None).await
+    }
+
+    /// Creates `seller`'s owner profile.
+    pub async fn owner(&self, seller: &Caller) {
+        let name = format!("Loja {}", &seller.id().simple().to_string()[..8]);
+        let answer = self.put(&format!("/owners/{}", seller.id()), seller, &json!({"name": name})).await;
+        assert_eq!(answer.status, StatusCode::CREATED, "creating the owner: {answer:?}");
+    }
+
+    /// Creates a category of `seller` and returns its id.
+    pub async fn category(&self, seller: &Caller, name: &str) -> Uuid {
+        let answer = self.post(&format!("/owners/{}/categories", seller.id()), seller, &json!({"name": name})).await;
+        id_of(answer.expect(StatusCode::CREATED))
+    }
+
+    /// Creates a product of `seller` from `body` and returns it.
+    pub async fn product_from(&self, seller: &Caller, body: &Value) -> Value {
+        let answer = self.post(&format!("/owners/{}/products", seller.id()), seller, body).await;
+        answer.expect(StatusCode::CREATED).clone()
+    }
+
+    /// Creates an active product of `seller` and returns its id.
+    pub async fn product(&self, seller: &Caller, sku: &str) -> Uuid {
+        id_of(&self.product_from(seller, &product_body(sku)).await)
+    }
+
+    /// Sets the units on hand of a product of `seller`.
+    pub async fn stock(&self, seller: &Caller, product: Uuid, on_hand: i64) {
+        let answer = self.put(&format!("/products/{product}/stock"), seller, &json!({"on_hand": on_hand})).await;
+        answer.expect(StatusCode::OK);
+    }
+
+    /// A seller with a profile and one product with `on_hand` units.
+    pub async fn stocked_product(&self, on_hand: i64) -> (Caller, Uuid) {
+        let seller = Caller::seller();
+        self.owner(&seller).await;
+        let product = self.product(&seller, "STOCKED-1").await;
+        self.stock(&seller, product, on_hand).await;
+        (seller, product)
+    }
+
+    /// `(on_hand, reserved, available)` of a product's stock row.
+    pub async fn stock_row(&self, product: Uuid) -> (i64, i64, i64) {
+        sqlx::query_as("SELECT on_hand, reserved, available FROM stock WHERE product_id = $1")
+            .bind(product)
+            .fetch_one(&self.db)
+            .await
+            .expect("the product's stock row")
+    }
+
+    /// `POST /reservations` as an admin.
+    pub async fn reserve(&self, order_id: Uuid, lines: &[(Uuid, i64)]) -> Answer {
+        let lines: Vec<Value> = lines.iter().map(|(p, q)| json!({"product_id": p, "quantity": q})).collect();
+        self.post("/reservations", &Caller::admin(), &json!({"order_id": order_id, "lines": lines})).await
+    }
+
+    /// The status of an order's reservation, straight from the database.
+    pub async fn reservation_status(&self, order_id: Uuid) -> Option<String> {
+        sqlx::query_scalar("SELECT status FROM reservations WHERE order_id = $1")
+            .bind(order_id)
+            .fetch_optional(&self.db)
+            .await
+            .expect("read the reservation")
+    }
+
+    /// Rows in one of the service's tables.
+    pub async fn count(&self, table: &str) -> i64 {
+        let known = ["owners", "categories", "products", "stock", "reservations", "reservation_lines", "outbox"];
+        assert!(known.contains(&table), "unexpected table {table}");
+        sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
+            .fetch_one(&self.db)
+            .await
+            .expect("counting rows")
+    }
+
+    /// The message types in the outbox, oldest first.
+    pub async fn outbox_types(&self) -> Vec<String> {
+        sqlx::query_scalar("SELECT message_type FROM outbox ORDER BY seq").fetch_all(&self.db).await.expect("outbox")
+    }
+
+    /// The envelopes of one message type in the outbox, oldest first.
+    pub async fn outbox<T: Message>(&self) -> Vec<Envelope<T>> {
+        let rows: Vec<Value> = sqlx::query_scalar("SELECT envelope FROM outbox WHERE message_type = $1 ORDER BY seq")
+            .bind(T::TYPE)
+            .fetch_all(&self.db)
+            .await
+            .expect("outbox");
+        rows.into_iter().map(|v| serde_json::from_value(v).expect("an envelope of its type")).collect()
+    }
+
+    /// Publishes a command as the orders saga's relay would, and waits for
+    /// the broker's confirm.
+    pub async fn publish<T: Message>(&self, envelope: &Envelope<T>) {
+        let ch = self.broker.publisher().await.expect("publisher channel");
+        let mut h = FieldTable::default();
+        h.insert(headers::ATTEMPT.into(), AMQPValue::LongInt(1));
+        let props = BasicProperties::default()
+            .with_message_id(envelope.message_id.to_string().into())
+            .with_type(T::TYPE.into())
+            .with_content_type("application/json".into())
+            .with_delivery_mode(2)
+            .with_app_id("orders".into())
+            .with_headers(h);
+        let body = serde_json::to_vec(envelope).expect("serialize the envelope");
+        let confirm = ch
+            .basic_publish(
+                self.broker.topology().events_exchange().into(),
+                T::ROUTING_KEY.into(),
+                BasicPublishOptions::default(),
+                &body,
+                props,
+            )
+            .await
+            .expect("publish")
+            .await
+            .expect("publisher confirm");
+        assert!(confirm.is_ack(), "the broker refused the message");
+    }
+
+    /// A private queue bound to each of `routing_keys`, gone with its channel.
+    pub async fn subscribe(&self, routing_keys: &[&str]) -> Subscription {
+        let channel = self.broker.channel().await.expect("channel");
+        let q = channel
+            .queue_declare(
+                "".into(),
+                QueueDeclareOptions { exclusive: true, auto_delete: true, ..Default::default() },
+                FieldTable::default(),
+            )
+            .await
+            .expect("declare a private queue");
+        let queue = q.name().to_string();
+        for key in routing_keys {
+            channel
+                .queue_bind(
+                    queue.clone().into(),
+                    self.broker.topology().events_exchange().into(),
+                    (*key).into(),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await
+                .expect("bind the private queue");
+        }
+        Subscription { channel, queue }
+    }
+}
+
+/// Messages published on some routing keys.
+pub struct Subscription {
+    channel: Channel,
+    queue: String,
+}
+
+/// A message read from a subscription.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub routing_key: String,
+    pub envelope: Envelope<Value>,
+}
+
+impl Received {
+    pub fn payload<T: Message>(&self) -> T {
+        serde_json::from_value(self.envelope.payload.clone()).expect("a payload of its type")
+    }
+}
+
+impl Subscription {
+    /// The next `n` messages, in the order they arrived.
+    pub async fn take(&self, n: usize) -> Vec<Received> {
+        let mut got = Vec::with_capacity(n);
+        while got.len() < n {
+            let (ch, q) = (&self.channel, self.queue.as_str());
+            let delivery = eventually(WAIT, &format!("message {} of {n}", got.len() + 1), || async move {
+                ch.basic_get(q.into(), BasicGetOptions { no_ack: true }).await.expect("basic.get").map(|m| m.delivery)
+            })
+            .await;
+            let envelope = serde_json::from_slice(&delivery.data).expect("an envelope");
+            got.push(Received { routing_key: delivery.routing_key.to_string(), envelope });
+        }
+        got
+    }
+}
