@@ -141,6 +141,12 @@ hot_standby_feedback = on
 max_standby_streaming_delay = 5s
 wal_receiver_status_interval = 1s
 shared_buffers = 32MB
+# Tests create and drop many databases (each CREATE DATABASE writes its
+# template to the WAL): restart points often, so the standby's pg_wal stays
+# around max_wal_size instead of holding minutes of the primary's WAL.
+checkpoint_timeout = 30s
+max_wal_size = 128MB
+min_wal_size = 32MB
 logging_collector = off
 $limits
 EOF
@@ -199,6 +205,7 @@ start() {
     log "the slot $slot of the standby in $dir is gone (its WAL may be too); rebuilding it"
   elif [ -f "$dir/.feira-replica-complete" ]; then
     log "starting the existing standby in $dir"
+    write_config
     start_server || true
     if wait_streaming 60; then
       echo "$port"

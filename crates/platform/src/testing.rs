@@ -272,11 +272,8 @@ pub async fn replica() -> anyhow::Result<ReplicaInfo> {
             port.with_context(|| format!("{} start printed no port", script.display()))
         })
         .await?;
-    let options = PgConnectOptions::new()
-        .host("127.0.0.1")
-        .port(port)
-        .username(primary.get_username())
-        .database("postgres");
+    let options =
+        PgConnectOptions::new().host("127.0.0.1").port(port).username(primary.get_username()).database("postgres");
     Ok(ReplicaInfo { port, options, primary: primary.database("postgres") })
 }
 
@@ -325,7 +322,8 @@ impl TestEnv {
     pub fn read_from(&mut self, replica: &ReplicaInfo) -> &mut Self {
         for spec in self.specs.clone() {
             let up = spec.name.to_uppercase().replace('-', "_");
-            let Some(db) = self.config().service(spec.name).ok().and_then(|s| s.database.get_database().map(str::to_string))
+            let Some(db) =
+                self.config().service(spec.name).ok().and_then(|s| s.database.get_database().map(str::to_string))
             else {
                 continue;
             };
@@ -386,7 +384,8 @@ pub async fn delete_redis_keys(url: &str, prefix: &str) -> anyhow::Result<usize>
     let mut con = tokio::time::timeout(std::time::Duration::from_secs(5), client.get_multiplexed_async_connection())
         .await
         .map_err(|_| anyhow::anyhow!("redis at {url} did not answer within 5 s"))??;
-    let pattern = format!("{}*", prefix.replace('\\', "\\\\").replace('*', "\\*").replace('?', "\\?").replace('[', "\\["));
+    let pattern =
+        format!("{}*", prefix.replace('\\', "\\\\").replace('*', "\\*").replace('?', "\\?").replace('[', "\\["));
     let mut cursor = 0u64;
     let mut deleted = 0;
     loop {
