@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Makes sure the services feira needs run on loopback: PostgreSQL (5432) and
-# RabbitMQ (5672). Installs them from Debian's packages when missing (root
+# Makes sure the services feira needs run on loopback: PostgreSQL (5432),
+# RabbitMQ (5672) and Redis (6379). Installs them from Debian's packages when missing (root
 # only), starts them when stopped, and waits until they answer.
 set -euo pipefail
 
@@ -33,7 +33,7 @@ if ! port_open 5432; then
   if ! ls /etc/postgresql/*/main >/dev/null 2>&1; then
     apt_install postgresql postgresql-contrib
   fi
-  version=$(ls /etc/postgresql | sort -V | tail -n 1)
+  version=$(find /etc/postgresql -mindepth 1 -maxdepth 1 -printf '%f\n' | sort -V | tail -n 1)
   log "starting PostgreSQL $version"
   pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
   wait_port PostgreSQL 5432
@@ -42,7 +42,7 @@ fi
 # install uses peer/scram, so accept connections as postgres on 127.0.0.1.
 if ! psql -h 127.0.0.1 -U postgres -d postgres -tAc 'select 1' >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ]; then
-    version=$(ls /etc/postgresql | sort -V | tail -n 1)
+    version=$(find /etc/postgresql -mindepth 1 -maxdepth 1 -printf '%f\n' | sort -V | tail -n 1)
     hba="/etc/postgresql/$version/main/pg_hba.conf"
     log "allowing trust auth on loopback in $hba"
     sed -i '1i host all all 127.0.0.1/32 trust\nhost all all ::1/128 trust' "$hba"
@@ -68,4 +68,12 @@ for _ in $(seq 1 60); do
   sleep 1
 done
 
-log "PostgreSQL and RabbitMQ are up"
+# Redis (caches; services answer from their databases without it)
+if ! port_open 6379; then
+  command -v redis-server >/dev/null 2>&1 || apt_install redis-server
+  log "starting Redis"
+  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save '' --appendonly no >/dev/null
+  wait_port Redis 6379
+fi
+
+log "PostgreSQL, RabbitMQ and Redis are up"

@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# The test command: every test of the workspace against the real PostgreSQL
-# and RabbitMQ on loopback, then the OpenAPI documents through an external
+# The test command: every test of the workspace against the real PostgreSQL,
+# RabbitMQ and Redis on loopback (and a PostgreSQL hot standby it starts), then the OpenAPI documents through an external
 # OpenAPI 3.1 validator.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/ensure-services.sh
+# A hot standby of the local cluster on 127.0.0.1:5433 for the read-replica
+# tests; removed afterwards so its replication slot does not hold WAL.
+scripts/pg-replica.sh start >/dev/null
+trap 'scripts/pg-replica.sh destroy >/dev/null 2>&1 || true' EXIT
 cargo nextest run --workspace --locked --no-fail-fast "$@"
 
 if python3 -c 'import openapi_spec_validator' 2>/dev/null; then

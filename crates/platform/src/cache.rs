@@ -26,10 +26,10 @@
 //! # Keys (all under the prefix, e.g. `feira:catalog:`)
 //! - `<prefix>e:<key>`: an entry (JSON), with its TTL (minus up to 10 %
 //!   jitter, so entries written together do not expire together);
-//! - `<prefix>v:<key>`: the key's version, incremented by `invalidate`,
-//!   expiring after an hour;
 //! - `<prefix>e:<scope>@g<generation>/<key>`: an entry of a scope
 //!   ([`Cache::get_or_load_in`]);
+//! - `<prefix>v:<key>`: the key's version, incremented by `invalidate`,
+//!   expiring after an hour;
 //! - `<prefix>g:<scope>`: a scope's generation. It starts at the current
 //!   Unix time in milliseconds, so a generation key lost to eviction or a
 //!   Redis restart never comes back to a number whose entries still exist.
@@ -47,6 +47,29 @@
 //!
 //! Values are JSON. One Redis (not Redis Cluster) is assumed: an entry and
 //! its version are read with one `MGET`.
+//!
+//! # Example
+//! ```no_run
+//! # async fn example(pool: sqlx::PgPool, query: (String, u32)) -> Result<(), sqlx::Error> {
+//! use std::time::Duration;
+//! use platform::cache::{Cache, key_hash};
+//!
+//! let cache = Cache::new("redis://127.0.0.1:6379", "feira:catalog:");
+//! let name: String = cache
+//!     .get_or_load("product:42", Duration::from_secs(300), async {
+//!         sqlx::query_scalar("SELECT name FROM products WHERE id = 42").fetch_one(&pool).await
+//!     })
+//!     .await?;
+//! let page: Vec<String> = cache
+//!     .get_or_load_in("products", &format!("list:{}", key_hash(&query)), Duration::from_secs(60), async {
+//!         sqlx::query_scalar("SELECT name FROM products ORDER BY name").fetch_all(&pool).await
+//!     })
+//!     .await?;
+//! // Once the change to product 42 is committed (or its event consumed):
+//! cache.invalidate(&["product:42"]).await;
+//! cache.bump("products").await;
+//! # Ok(()) }
+//! ```
 
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -196,7 +219,7 @@ impl Cache {
     /// The value cached at `key`, or `load`'s value, stored for `ttl`. An
     /// error of `load` is returned and nothing is stored. Redis failing never
     /// fails the call: the value is loaded instead.
-    #[tracing::instrument(name = "cache.get_or_load", skip_all, fields(cache = %self.inner.name, key = %key))]
+    #[tracing::instrument(name = "cache.get_or_load", level = "debug", skip_all, fields(cache = %self.inner.name, key = %key))]
     pub async fn get_or_load<T, E>(
         &self,
         key: &str,
@@ -214,7 +237,7 @@ impl Cache {
     /// generation, so [`bump`](Self::bump) invalidates every key of the
     /// scope. When the generation cannot be read, `load` answers and nothing
     /// is cached.
-    #[tracing::instrument(name = "cache.get_or_load_in", skip_all, fields(cache = %self.inner.name, scope = %scope, key = %key))]
+    #[tracing::instrument(name = "cache.get_or_load_in", level = "debug", skip_all, fields(cache = %self.inner.name, scope = %scope, key = %key))]
     pub async fn get_or_load_in<T, E>(
         &self,
         scope: &str,
@@ -243,7 +266,7 @@ impl Cache {
     /// Removes `keys`, and makes loads that started before this call not
     /// store their value. Call it after the change is committed. When Redis
     /// is unreachable the keys are invalidated once it is back.
-    #[tracing::instrument(name = "cache.invalidate", skip_all, fields(cache = %self.inner.name, keys = keys.len()))]
+    #[tracing::instrument(name = "cache.invalidate", level = "debug", skip_all, fields(cache = %self.inner.name, keys = keys.len()))]
     pub async fn invalidate(&self, keys: &[&str]) {
         if keys.is_empty() {
             return;
@@ -269,7 +292,7 @@ impl Cache {
     /// Moves `scope` to a new generation: every entry cached under an older
     /// one is never read again (and expires by its TTL). When Redis is
     /// unreachable the scope is bumped once it is back.
-    #[tracing::instrument(name = "cache.bump", skip_all, fields(cache = %self.inner.name, scope = %scope))]
+    #[tracing::instrument(name = "cache.bump", level = "debug", skip_all, fields(cache = %self.inner.name, scope = %scope))]
     pub async fn bump(&self, scope: &str) {
         if !self.try_bump(scope).await {
             self.remember(Vec::new(), vec![scope.to_string()]);
@@ -680,6 +703,19 @@ impl Breaker {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    fn assert_send<F: Future + Send>(_: F) {}
+
+    #[test]
+    fn the_calls_can_be_awaited_in_axum_handlers_and_spawned_tasks() {
+        let cache = Cache::new("redis://127.0.0.1:6379", "x:");
+        assert_send(cache.get_or_load("k", Duration::from_secs(1), async { Ok::<_, ()>(1) }));
+        assert_send(cache.get_or_load_in("s", "k", Duration::from_secs(1), async { Ok::<_, ()>(1) }));
+        assert_send(cache.invalidate(&["k"]));
+        assert_send(cache.bump("s"));
+        assert_send(cache.generation("s"));
+        assert_send(cache.is_available());
+    }
 
     #[test]
     fn keys_are_namespaced_by_prefix_and_kind() {

@@ -43,9 +43,15 @@ impl Source {
     }
 }
 
-/// A cache with a short cool-down, so tests see recovery quickly.
+/// A cache with a short cool-down, so tests see recovery quickly, and a
+/// timeout generous enough that a busy CI machine does not look like an
+/// outage (a hung Redis still costs a read at most that).
 fn cache_at(url: &str, prefix: &str) -> Cache {
-    let options = CacheOptions { cooldown: Duration::from_millis(200), ..CacheOptions::default() };
+    let options = CacheOptions {
+        cooldown: Duration::from_millis(200),
+        timeout: Duration::from_secs(1),
+        ..CacheOptions::default()
+    };
     Cache::with_options(url, prefix, options)
 }
 
@@ -73,7 +79,7 @@ fn requests(cache: &Cache, result: &str) -> f64 {
 async fn a_second_read_is_served_from_redis_without_calling_the_loader() {
     let _ = platform::http::metrics_handle();
     let ns = RedisPrefix::new();
-    let cache = Cache::new(&ns.url, &ns.prefix);
+    let cache = cache_at(&ns.url, &ns.prefix);
     let db = Source::default();
 
     let first = cache.get_or_load("product:1", TTL, db.load(product(1990))).await.unwrap();
@@ -92,7 +98,7 @@ async fn a_second_read_is_served_from_redis_without_calling_the_loader() {
 #[tokio::test]
 async fn a_loader_error_is_returned_and_not_cached() {
     let ns = RedisPrefix::new();
-    let cache = Cache::new(&ns.url, &ns.prefix);
+    let cache = cache_at(&ns.url, &ns.prefix);
 
     let failed: Result<Product, &str> = cache.get_or_load("product:2", TTL, async { Err("database down") }).await;
     assert_eq!(failed, Err("database down"));
@@ -105,7 +111,7 @@ async fn a_loader_error_is_returned_and_not_cached() {
 #[tokio::test]
 async fn invalidating_a_key_makes_the_next_read_load_it_again() {
     let ns = RedisPrefix::new();
-    let cache = Cache::new(&ns.url, &ns.prefix);
+    let cache = cache_at(&ns.url, &ns.prefix);
     let db = Source::default();
 
     cache.get_or_load("product:1", TTL, db.load(product(1990))).await.unwrap();
@@ -123,8 +129,8 @@ async fn invalidating_a_key_makes_the_next_read_load_it_again() {
 async fn two_instances_see_each_others_invalidations_and_bumps() {
     let ns = RedisPrefix::new();
     // Two replicas of a service: same Redis, same prefix.
-    let a = Cache::new(&ns.url, &ns.prefix);
-    let b = Cache::new(&ns.url, &ns.prefix);
+    let a = cache_at(&ns.url, &ns.prefix);
+    let b = cache_at(&ns.url, &ns.prefix);
     let db = Source::default();
 
     b.get_or_load("product:1", TTL, db.load(product(100))).await.unwrap();
@@ -155,7 +161,7 @@ async fn two_instances_see_each_others_invalidations_and_bumps() {
 #[tokio::test]
 async fn a_bump_leaves_other_scopes_cached() {
     let ns = RedisPrefix::new();
-    let cache = Cache::new(&ns.url, &ns.prefix);
+    let cache = cache_at(&ns.url, &ns.prefix);
     let db = Source::default();
 
     cache.get_or_load_in("owner:1", "list", TTL, db.load(1)).await.unwrap();
@@ -170,7 +176,7 @@ async fn a_bump_leaves_other_scopes_cached() {
 #[tokio::test]
 async fn a_load_that_overlaps_an_invalidation_does_not_store_its_stale_value() {
     let ns = RedisPrefix::new();
-    let cache = Cache::new(&ns.url, &ns.prefix);
+    let cache = cache_at(&ns.url, &ns.prefix);
     let (started_tx, started_rx) = tokio::sync::oneshot::channel::<()>();
     let (release_tx, release_rx) = tokio::sync::oneshot::channel::<()>();
 
