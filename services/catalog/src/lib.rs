@@ -43,9 +43,16 @@
 //! seller role (403). Stock administration is never public; `/reservations`
 //! is for admins.
 //!
-//! Public reads (`get_product`, `list_products`, `owner_catalog` in `app`) go
-//! to the read pool (`FEIRA_CATALOG_READ_DATABASE_URL`, or the primary), and
-//! are the place for a cache; writes and their own answers use the primary.
+//! # Reads: a cache over a read replica
+//! Public reads (`get_product`, `list_products`, `owner_catalog` in `app`)
+//! go through a Redis cache (`FEIRA_REDIS_URL`, keys under
+//! `<FEIRA_AMQP_NAMESPACE>:catalog:`, see `app::cache`) and, on a miss, to
+//! the read pool (`FEIRA_CATALOG_READ_DATABASE_URL`, or the primary). Writes,
+//! their own answers, stock administration and reservations use the primary.
+//! Every write invalidates what it changed once committed, and the
+//! `catalog.cache_invalidation` consumer does it again from the change
+//! events (changes made by the saga's commands, other replicas, a lagging
+//! read replica). Redis is optional: without it, reads go to the database.
 //!
 //! # Layout
 //! - `http/`: one file per resource (owners, categories, products, stock,
@@ -53,9 +60,12 @@
 //! - `domain/`: value types that parse, owners, categories, products, stock
 //!   levels, the reservation rules, the catalog document; no I/O.
 //! - `app/`: use cases (transaction → domain → repository → outbox), the
-//!   access rules and the expiry sweeper.
+//!   access rules, the cache's keys and invalidations (`app/cache.rs`) and
+//!   the expiry sweeper.
 //! - `repo/`: SQL.
-//! - `events/`: one handler per consumed command, and published-event mappers.
+//! - `events/`: one handler per consumed message (the saga's commands, and
+//!   the service's own change events for the cache), and published-event
+//!   mappers.
 //! - `migrations/`: the service's schema (the outbox and inbox come from
 //!   the platform).
 
@@ -94,7 +104,12 @@ pub const SPEC: ServiceSpec = ServiceSpec {
     migrator: &MIGRATOR,
     openapi,
     vars: &[RESERVATION_TTL],
-    consumers: &[events::reserve_stock::CONSUMER, events::release_stock::CONSUMER, events::commit_stock::CONSUMER],
+    consumers: &[
+        events::reserve_stock::CONSUMER,
+        events::release_stock::CONSUMER,
+        events::commit_stock::CONSUMER,
+        events::cache_invalidation::CONSUMER,
+    ],
     run,
 };
 
@@ -104,6 +119,8 @@ pub struct AppState {
     pub db: PgPool,
     /// Public reads (a replica, or the primary).
     pub db_read: PgPool,
+    /// Public reads first (Redis; optional).
+    pub cache: app::CatalogCache,
     pub reservation_ttl: Duration,
 }
 
@@ -136,8 +153,11 @@ fn run(svc: Service) -> RunFuture {
         if ttl.is_zero() {
             anyhow::bail!("invalid value for {}: a reservation must hold for some time", RESERVATION_TTL.name);
         }
+        let cache = app::CatalogCache::new(&svc.config.redis_url, &svc.config.messaging.namespace);
+        let has_replica = svc.config.service(SPEC.name)?.read_database.is_some();
         let (api, openapi) = api().split_for_parts();
-        let state = AppState { db: svc.db.clone(), db_read: svc.db_read.clone(), reservation_ttl: ttl };
+        let state =
+            AppState { db: svc.db.clone(), db_read: svc.db_read.clone(), cache: cache.clone(), reservation_ttl: ttl };
         let api: Router = api.with_state(state);
         let api =
             api.layer(axum::middleware::from_fn_with_state(svc.idempotency(), platform::http::idempotency::layer));
@@ -145,11 +165,18 @@ fn run(svc: Service) -> RunFuture {
         svc.spawn_consumer(events::reserve_stock::CONSUMER, events::reserve_stock::OnReserveStock { ttl });
         svc.spawn_consumer(events::release_stock::CONSUMER, events::release_stock::OnReleaseStock);
         svc.spawn_consumer(events::commit_stock::CONSUMER, events::commit_stock::OnCommitStock);
+        svc.spawn_consumer(
+            events::cache_invalidation::CONSUMER,
+            events::cache_invalidation::OnCatalogChanged {
+                cache: cache.clone(),
+                replica: has_replica.then(|| app::ReplicaLag::new(svc.db_read.clone())),
+            },
+        );
         // The platform tracks only its own tasks: the sweeper gets a child of
         // the shutdown token, so it stops with the service (or when `serve`
         // fails), and is waited for here.
         let stop = svc.shutdown.child_token();
-        let sweeper = tokio::spawn(app::expiry::run(svc.db.clone(), app::expiry::interval(ttl), stop.clone()));
+        let sweeper = tokio::spawn(app::expiry::run(svc.db.clone(), cache, app::expiry::interval(ttl), stop.clone()));
         let served = svc.serve(api, openapi).await;
         stop.cancel();
         if let Err(e) = sweeper.await {

@@ -10,6 +10,8 @@ use std::time::Duration;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
+use super::CatalogCache;
+
 /// Reservations expired per transaction.
 const BATCH: i64 = 200;
 
@@ -20,7 +22,7 @@ pub fn interval(ttl: Duration) -> Duration {
 }
 
 /// Sweeps every `every` until `stop`. A sweep in progress finishes first.
-pub async fn run(db: PgPool, every: Duration, stop: CancellationToken) {
+pub async fn run(db: PgPool, cache: CatalogCache, every: Duration, stop: CancellationToken) {
     tracing::info!(interval_ms = every.as_millis() as u64, "reservation sweeper started");
     loop {
         tokio::select! {
@@ -28,7 +30,7 @@ pub async fn run(db: PgPool, every: Duration, stop: CancellationToken) {
             _ = stop.cancelled() => break,
         }
         loop {
-            match super::expire_due(&db, BATCH).await {
+            match super::expire_due(&db, &cache, BATCH).await {
                 Ok(n) if n as i64 == BATCH && !stop.is_cancelled() => continue,
                 Ok(_) => break,
                 Err(e) => {

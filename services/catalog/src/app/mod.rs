@@ -3,8 +3,10 @@
 //! ([`may_manage`] and friends), so every channel applies the same rules.
 //!
 //! Public reads ([`get_product`], [`list_products`], [`owner_catalog`]) take
-//! the read pool and are where a cache fits.
+//! the read pool and go through the cache ([`cache`]); every write
+//! invalidates what it changed once its transaction has committed.
 
+pub mod cache;
 pub mod expiry;
 mod owners;
 mod products;
@@ -21,6 +23,8 @@ pub use reservations::{
     release, release_for_operator, reserve, reserve_for_operator,
 };
 pub use stock::{get_stock, set_stock};
+
+pub use self::cache::{CatalogCache, Changes, ReplicaLag};
 
 use contracts::{Envelope, Message};
 use platform::http::{Caller, Role};
@@ -39,6 +43,12 @@ pub type Cause<'a> = Option<&'a Envelope<serde_json::Value>>;
 /// True for an admin, and for the seller who owns `owner_id`'s catalog.
 pub fn may_manage(caller: &Caller, owner_id: Uuid) -> bool {
     caller.is_admin() || (caller.has(Role::Seller) && caller.user_id == Some(owner_id))
+}
+
+/// True when [`may_manage`] holds for some owner: an admin, or a signed-in
+/// seller.
+fn may_manage_some(caller: &Caller) -> bool {
+    caller.is_admin() || (caller.has(Role::Seller) && caller.user_id.is_some())
 }
 
 /// Writes under `/owners/{owner_id}`: anonymous callers are asked to sign in

@@ -10,6 +10,11 @@
 //! reserve re-announces the first outcome) or `StockReleasedV1` saying why
 //! nothing is held. An operator's HTTP request announces only what it
 //! changed; its answer is the HTTP response.
+//!
+//! Each records the products whose stock it moved in `changes`; whoever
+//! commits the transaction invalidates them in the cache afterwards (the
+//! operator's use cases and the sweeper here; for a command, the consumer
+//! commits after its handler returns, so its `StockChangedV1` events do it).
 
 use std::time::Duration;
 
@@ -17,7 +22,7 @@ use platform::http::Caller;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use super::{Cause, announce, now};
+use super::{CatalogCache, Cause, Changes, announce, now};
 use crate::domain::{
     Decision, Movement, Reservation, ReservationRequest, ReservationStatus, Transition, decide, move_stock,
 };
@@ -63,6 +68,7 @@ pub async fn reserve(
     cause: Cause<'_>,
     request: &ReservationRequest,
     ttl: Duration,
+    changes: &mut Changes,
 ) -> Result<Reserve, CatalogError> {
     repo::lock_order(tx, request.order_id).await?;
     if let Some(existing) = repo::fetch_reservation(tx, request.order_id, false).await? {
@@ -85,6 +91,7 @@ pub async fn reserve(
         repo::update_stock(tx, &moved).await?;
         for level in &moved {
             announce(tx, cause, events::stock_changed(level)).await?;
+            changes.product(level.owner_id, level.product_id);
         }
     }
     announce_outcome(tx, cause, &reservation).await?;
@@ -113,6 +120,7 @@ pub async fn release(
     cause: Cause<'_>,
     order_id: Uuid,
     reason: &str,
+    changes: &mut Changes,
 ) -> Result<Settle, CatalogError> {
     let now = now();
     let Some(r) = repo::fetch_reservation(tx, order_id, true).await? else {
@@ -123,11 +131,11 @@ pub async fn release(
     };
     if r.is_due(now) {
         // Its time is over: it expires (and that is the answer).
-        return Ok(Settle::Applied(expire(tx, cause, r).await?));
+        return Ok(Settle::Applied(expire(tx, cause, r, changes).await?));
     }
     match r.release(reason, now) {
         Transition::Apply(released) => {
-            move_reserved(tx, cause, &released, Movement::Release).await?;
+            move_reserved(tx, cause, &released, Movement::Release, changes).await?;
             repo::update_reservation(tx, &released).await?;
             announce(tx, cause, events::stock_released(order_id, released.released_reason())).await?;
             tracing::info!(reason, "reservation released");
@@ -149,7 +157,12 @@ pub async fn release(
 /// was released or expired is not sold (the command is answered with
 /// `StockReleasedV1` saying why nothing is held).
 #[tracing::instrument(skip_all, fields(order_id = %order_id))]
-pub async fn commit(tx: &mut PgConnection, cause: Cause<'_>, order_id: Uuid) -> Result<Settle, CatalogError> {
+pub async fn commit(
+    tx: &mut PgConnection,
+    cause: Cause<'_>,
+    order_id: Uuid,
+    changes: &mut Changes,
+) -> Result<Settle, CatalogError> {
     let now = now();
     let Some(mut r) = repo::fetch_reservation(tx, order_id, true).await? else {
         if cause.is_some() {
@@ -159,12 +172,12 @@ pub async fn commit(tx: &mut PgConnection, cause: Cause<'_>, order_id: Uuid) -> 
     };
     let mut answered = false;
     if r.is_due(now) {
-        r = expire(tx, cause, r).await?;
+        r = expire(tx, cause, r, changes).await?;
         answered = true;
     }
     match r.commit(now) {
         Transition::Apply(committed) => {
-            move_reserved(tx, cause, &committed, Movement::Commit).await?;
+            move_reserved(tx, cause, &committed, Movement::Commit, changes).await?;
             repo::update_reservation(tx, &committed).await?;
             announce(tx, cause, events::stock_committed(order_id)).await?;
             tracing::info!("reservation committed");
@@ -193,6 +206,7 @@ async fn move_reserved(
     cause: Cause<'_>,
     r: &Reservation,
     movement: Movement,
+    changes: &mut Changes,
 ) -> Result<(), CatalogError> {
     let lines = r.quantities();
     let products: Vec<Uuid> = lines.iter().map(|(p, _)| *p).collect();
@@ -201,14 +215,20 @@ async fn move_reserved(
     repo::update_stock(tx, &moved).await?;
     for level in &moved {
         announce(tx, cause, events::stock_changed(level)).await?;
+        changes.product(level.owner_id, level.product_id);
     }
     Ok(())
 }
 
 /// Expires one reservation that is due (its stock goes back).
-async fn expire(tx: &mut PgConnection, cause: Cause<'_>, r: Reservation) -> Result<Reservation, CatalogError> {
+async fn expire(
+    tx: &mut PgConnection,
+    cause: Cause<'_>,
+    r: Reservation,
+    changes: &mut Changes,
+) -> Result<Reservation, CatalogError> {
     let expired = r.expired(now()).ok_or_else(|| CatalogError::Conflict("the reservation holds nothing".into()))?;
-    move_reserved(tx, cause, &expired, Movement::Release).await?;
+    move_reserved(tx, cause, &expired, Movement::Release, changes).await?;
     repo::update_reservation(tx, &expired).await?;
     announce(tx, cause, events::stock_released(expired.order_id, "expired")).await?;
     tracing::info!(order_id = %expired.order_id, "reservation expired");
@@ -219,7 +239,7 @@ async fn expire(tx: &mut PgConnection, cause: Cause<'_>, r: Reservation) -> Resu
 /// transaction, and returns how many. Rows another replica is sweeping are
 /// skipped. The messages keep the correlation of the flow that reserved.
 #[tracing::instrument(skip_all)]
-pub async fn expire_due(db: &PgPool, batch: i64) -> Result<usize, CatalogError> {
+pub async fn expire_due(db: &PgPool, cache: &CatalogCache, batch: i64) -> Result<usize, CatalogError> {
     let now = now();
     let mut tx = db.begin().await?;
     let due = repo::claim_due_reservations(&mut tx, now, batch).await?;
@@ -242,10 +262,13 @@ pub async fn expire_due(db: &PgPool, batch: i64) -> Result<usize, CatalogError> 
         }
         platform::messaging::outbox::enqueue(&mut tx, &envelope).await?;
     }
+    let mut changes = Changes::default();
     for level in &moved {
         announce(&mut tx, None, events::stock_changed(level)).await?;
+        changes.product(level.owner_id, level.product_id);
     }
     tx.commit().await?;
+    cache.invalidate(&changes).await;
     tracing::info!(reservations = expired.len(), products = moved.len(), "reservations expired");
     Ok(expired.len())
 }
@@ -253,33 +276,50 @@ pub async fn expire_due(db: &PgPool, batch: i64) -> Result<usize, CatalogError> 
 /// `reserve` for an operator (an admin), in a transaction of its own.
 pub async fn reserve_for_operator(
     db: &PgPool,
+    cache: &CatalogCache,
     caller: &Caller,
     request: &ReservationRequest,
     ttl: Duration,
 ) -> Result<Reserve, CatalogError> {
     authorize_operator(caller)?;
+    let mut changes = Changes::default();
     let mut tx = db.begin().await?;
-    let outcome = reserve(&mut tx, None, request, ttl).await?;
+    let outcome = reserve(&mut tx, None, request, ttl, &mut changes).await?;
     tx.commit().await?;
+    cache.invalidate(&changes).await;
     Ok(outcome)
 }
 
 /// `release` for an operator (an admin), in a transaction of its own.
-pub async fn release_for_operator(db: &PgPool, caller: &Caller, order_id: Uuid) -> Result<Settle, CatalogError> {
+pub async fn release_for_operator(
+    db: &PgPool,
+    cache: &CatalogCache,
+    caller: &Caller,
+    order_id: Uuid,
+) -> Result<Settle, CatalogError> {
     authorize_operator(caller)?;
+    let mut changes = Changes::default();
     let mut tx = db.begin().await?;
-    let settled = release(&mut tx, None, order_id, "released by an operator").await?;
+    let settled = release(&mut tx, None, order_id, "released by an operator", &mut changes).await?;
     tx.commit().await?;
+    cache.invalidate(&changes).await;
     Ok(settled)
 }
 
 /// `commit` for an operator (an admin), in a transaction of its own (which
 /// keeps an expiry found on the way, even when nothing is sold).
-pub async fn commit_for_operator(db: &PgPool, caller: &Caller, order_id: Uuid) -> Result<Settle, CatalogError> {
+pub async fn commit_for_operator(
+    db: &PgPool,
+    cache: &CatalogCache,
+    caller: &Caller,
+    order_id: Uuid,
+) -> Result<Settle, CatalogError> {
     authorize_operator(caller)?;
+    let mut changes = Changes::default();
     let mut tx = db.begin().await?;
-    let settled = commit(&mut tx, None, order_id).await?;
+    let settled = commit(&mut tx, None, order_id, &mut changes).await?;
     tx.commit().await?;
+    cache.invalidate(&changes).await;
     Ok(settled)
 }
 

@@ -4,7 +4,7 @@ use platform::http::Caller;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use super::{announce, authorize_object, now};
+use super::{CatalogCache, Changes, announce, authorize_object, now};
 use crate::domain::{Hold, OnHand, StockLevel};
 use crate::{CatalogError, events, repo};
 
@@ -27,6 +27,7 @@ pub async fn get_stock(
 #[tracing::instrument(skip_all, fields(product_id = %product_id))]
 pub async fn set_stock(
     db: &PgPool,
+    cache: &CatalogCache,
     caller: &Caller,
     product_id: Uuid,
     on_hand: OnHand,
@@ -36,10 +37,12 @@ pub async fn set_stock(
     authorized_level(&mut tx, caller, product_id).await?;
     let locked = repo::lock_stock(&mut tx, &[product_id]).await?;
     let level = locked.into_iter().next().map(|a| a.level).ok_or(CatalogError::NotFound("product"))?;
+    let mut changes = Changes::default();
     let level = match level.with_on_hand(on_hand, now())? {
         Some(changed) => {
             repo::update_stock(&mut tx, std::slice::from_ref(&changed)).await?;
             announce(&mut tx, None, events::stock_changed(&changed)).await?;
+            changes.product(changed.owner_id, changed.product_id);
             tracing::info!(on_hand = changed.on_hand, reserved = changed.reserved, "stock set");
             changed
         }
@@ -47,6 +50,7 @@ pub async fn set_stock(
     };
     let holds = repo::holds_of(&mut tx, product_id).await?;
     tx.commit().await?;
+    cache.invalidate(&changes).await;
     Ok((level, holds))
 }
 

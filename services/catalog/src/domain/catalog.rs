@@ -1,19 +1,20 @@
 //! An owner's public catalog document: the owner, each category with its
 //! active products, and the active products without a category.
 
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::owner::{Category, Owner};
 use super::product::ProductView;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OwnerCatalog {
     pub owner: Owner,
     pub categories: Vec<CatalogSection>,
     pub uncategorized: Vec<ProductView>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CatalogSection {
     pub category: Category,
     pub products: Vec<ProductView>,
@@ -90,5 +91,20 @@ mod tests {
         assert_eq!(skus(&a.categories[0].products), ["B-1", "B-2"], "inactive B-0 is left out");
         assert!(a.categories[1].products.is_empty());
         assert_eq!(skus(&a.uncategorized), ["A-1", "X-1"]);
+    }
+
+    #[test]
+    fn a_catalog_reads_back_from_json_as_it_was_written() {
+        let t = OffsetDateTime::now_utc().replace_nanosecond(123_456_000).unwrap();
+        let owner = Owner::new(Uuid::now_v7(), OwnerName::parse("Ana").unwrap(), t);
+        let books = Category::new(owner.id, CategoryName::parse("Books").unwrap(), t);
+        let mut with_attributes = product(owner.id, "B-1", Some(books.id), true);
+        with_attributes.product.attributes = Attributes::parse(serde_json::json!({"a": [1, {"b": null}]})).unwrap();
+        let catalog =
+            OwnerCatalog::assemble(owner, vec![books], vec![with_attributes, product(Uuid::nil(), "X", None, true)]);
+
+        let json = serde_json::to_vec(&catalog).unwrap();
+
+        assert_eq!(serde_json::from_slice::<OwnerCatalog>(&json).unwrap(), catalog);
     }
 }

@@ -1,12 +1,14 @@
 //! Products.
 
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::values::{Attributes, Cents, Currency, Description, SearchText, Sku, Title};
 
-/// A product of one owner.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A product of one owner. Serialized for the cache (its fields parse again
+/// when read back).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Product {
     pub id: Uuid,
     pub owner_id: Uuid,
@@ -20,7 +22,9 @@ pub struct Product {
     /// Only active products are listed and sold.
     pub active: bool,
     pub attributes: Attributes,
+    #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
     pub updated_at: OffsetDateTime,
 }
 
@@ -104,7 +108,7 @@ pub struct ProductFilter {
 }
 
 /// A product as readers see it: with the units available to sell.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProductView {
     pub product: Product,
     pub available: i64,

@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -28,7 +29,8 @@ fn text(s: &str, min: usize, max: usize) -> Result<String, ValueError> {
 }
 
 /// An ISO 4217 currency the shop sells in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub enum Currency {
     #[default]
     Brl,
@@ -55,6 +57,28 @@ impl Currency {
     }
 }
 
+/// Serialized values parse again when read (a cached copy included), so a
+/// value that breaks today's rules never comes back in.
+macro_rules! serde_via_parse {
+    ($name:ident, $raw:ty, $parse:expr, $raw_of:expr) => {
+        impl TryFrom<$raw> for $name {
+            type Error = ValueError;
+
+            fn try_from(raw: $raw) -> Result<Self, ValueError> {
+                $parse(raw)
+            }
+        }
+
+        impl From<$name> for $raw {
+            fn from(v: $name) -> $raw {
+                $raw_of(v)
+            }
+        }
+    };
+}
+
+serde_via_parse!(Currency, String, |s: String| Currency::parse(&s), |c: Currency| c.code().to_string());
+
 impl fmt::Display for Currency {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.code())
@@ -62,8 +86,11 @@ impl fmt::Display for Currency {
 }
 
 /// A non-negative price in cents, at most 10^13.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "i64", into = "i64")]
 pub struct Cents(i64);
+
+serde_via_parse!(Cents, i64, Cents::parse, |c: Cents| c.0);
 
 impl Cents {
     pub const MAX: i64 = 10_000_000_000_000;
@@ -84,8 +111,11 @@ impl Cents {
 }
 
 /// A stock-keeping unit, unique per owner: 1 to 64 of `A-Z a-z 0-9 - _ .`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct Sku(String);
+
+serde_via_parse!(Sku, String, |s: String| Sku::parse(&s), |v: Sku| v.0);
 
 impl Sku {
     pub fn parse(s: &str) -> Result<Self, ValueError> {
@@ -106,8 +136,11 @@ impl Sku {
 macro_rules! text_type {
     ($(#[$doc:meta])* $name:ident, $min:expr, $max:expr) => {
         $(#[$doc])*
-        #[derive(Debug, Clone, PartialEq, Eq)]
+        #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+        #[serde(try_from = "String", into = "String")]
         pub struct $name(String);
+
+        serde_via_parse!($name, String, |s: String| $name::parse(&s), |v: $name| v.0);
 
         impl $name {
             pub const MAX: usize = $max;
@@ -138,8 +171,11 @@ text_type!(
 );
 
 /// A product's description: up to 5 000 characters (line breaks allowed).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct Description(String);
+
+serde_via_parse!(Description, String, |s: String| Description::parse(&s), |v: Description| v.0);
 
 impl Description {
     pub const MAX: usize = 5_000;
@@ -161,8 +197,11 @@ impl Description {
 }
 
 /// Free-form product attributes: a JSON object of at most 16 KiB.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(try_from = "serde_json::Value", into = "serde_json::Value")]
 pub struct Attributes(serde_json::Map<String, serde_json::Value>);
+
+serde_via_parse!(Attributes, serde_json::Value, Attributes::parse, |a: Attributes| serde_json::Value::Object(a.0));
 
 impl Attributes {
     pub const MAX_BYTES: usize = 16 * 1024;
@@ -283,6 +322,19 @@ mod tests {
         assert!(Sku::parse("").is_err());
         assert!(Sku::parse("a b").is_err());
         assert!(Sku::parse(&"x".repeat(65)).is_err());
+    }
+
+    #[test]
+    fn serialized_values_are_parsed_again_when_read_back() {
+        let sku: Sku = serde_json::from_str("\"ABC-1\"").unwrap();
+        assert_eq!(serde_json::to_string(&sku).unwrap(), "\"ABC-1\"");
+        assert_eq!(serde_json::to_string(&Currency::Usd).unwrap(), "\"USD\"");
+        assert_eq!(serde_json::to_string(&Cents::parse(5).unwrap()).unwrap(), "5");
+        assert!(serde_json::from_str::<Sku>("\"a b\"").is_err());
+        assert!(serde_json::from_str::<Currency>("\"XYZ\"").is_err());
+        assert!(serde_json::from_str::<Cents>("-1").is_err());
+        assert!(serde_json::from_str::<Title>("\"\"").is_err());
+        assert!(serde_json::from_str::<Attributes>("[1]").is_err());
     }
 
     proptest! {

@@ -17,7 +17,9 @@ pub struct OnCommitStock;
 impl Handler for OnCommitStock {
     async fn handle(&self, tx: &mut PgConnection, msg: &Incoming) -> Result<(), HandlerError> {
         let command = msg.payload::<CommitStockV1>()?;
-        app::commit(tx, Some(&msg.envelope), command.payload.order_id).await?;
+        // The consumer commits after this returns: the cache learns of the
+        // stock moved from its StockChangedV1 (catalog.cache_invalidation).
+        app::commit(tx, Some(&msg.envelope), command.payload.order_id, &mut app::Changes::default()).await?;
         Ok(())
     }
 }

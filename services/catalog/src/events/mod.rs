@@ -1,5 +1,6 @@
 //! Consumed commands (one handler per file) and published-event mappers.
 
+pub mod cache_invalidation;
 pub mod commit_stock;
 pub mod release_stock;
 pub mod reserve_stock;

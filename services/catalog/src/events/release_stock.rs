@@ -17,7 +17,10 @@ impl Handler for OnReleaseStock {
     async fn handle(&self, tx: &mut PgConnection, msg: &Incoming) -> Result<(), HandlerError> {
         let command = msg.payload::<ReleaseStockV1>()?;
         let reason = if command.payload.reason.trim().is_empty() { "released" } else { command.payload.reason.trim() };
-        app::release(tx, Some(&msg.envelope), command.payload.order_id, reason).await?;
+        // The consumer commits after this returns: the cache learns of the
+        // stock moved from its StockChangedV1 (catalog.cache_invalidation).
+        let changes = &mut app::Changes::default();
+        app::release(tx, Some(&msg.envelope), command.payload.order_id, reason, changes).await?;
         Ok(())
     }
 }

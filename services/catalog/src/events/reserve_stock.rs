@@ -27,7 +27,9 @@ impl Handler for OnReserveStock {
             app::reject_invalid(tx, cause, command.payload.order_id).await?;
             return Ok(());
         };
-        app::reserve(tx, cause, &request, self.ttl).await?;
+        // The consumer commits after this returns: the cache learns of the
+        // stock moved from its StockChangedV1 (catalog.cache_invalidation).
+        app::reserve(tx, cause, &request, self.ttl, &mut app::Changes::default()).await?;
         Ok(())
     }
 }

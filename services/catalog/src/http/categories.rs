@@ -103,7 +103,7 @@ pub async fn create_category(
         Err(rejection) => return Ok(rejection),
     };
     let name = CategoryName::try_from(req)?;
-    let category = app::create_category(&st.db, &caller, owner_id, name).await?;
+    let category = app::create_category(&st.db, &st.cache, &caller, owner_id, name).await?;
     Ok(platform::http::created(format!("/categories/{}", category.id), CategoryResponse::from(&category)))
 }
 
@@ -174,7 +174,7 @@ pub async fn rename_category(
         Err(rejection) => return Ok(rejection),
     };
     let name = CategoryName::try_from(req)?;
-    let category = app::rename_category(&st.db, &caller, id, name).await?;
+    let category = app::rename_category(&st.db, &st.cache, &caller, id, name).await?;
     Ok(axum::response::IntoResponse::into_response(Json(CategoryResponse::from(&category))))
 }
 
@@ -194,6 +194,6 @@ pub async fn delete_category(
     caller: Caller,
     Path(id): Path<Uuid>,
 ) -> Result<StatusCode, ApiError> {
-    app::delete_category(&st.db, &caller, id).await?;
+    app::delete_category(&st.db, &st.cache, &caller, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

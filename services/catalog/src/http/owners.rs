@@ -91,7 +91,7 @@ pub async fn put_owner(
         Err(rejection) => return Ok(rejection),
     };
     let name = OwnerName::try_from(req)?;
-    let (owner, created) = app::put_owner(&st.db, &caller, id, name).await?;
+    let (owner, created) = app::put_owner(&st.db, &st.cache, &caller, id, name).await?;
     let body = OwnerResponse::from(&owner);
     Ok(if created { platform::http::created(format!("/owners/{id}"), body) } else { Json(body).into_response() })
 }
@@ -191,6 +191,6 @@ pub async fn get_owner_catalog(
     State(st): State<AppState>,
     Path(id): Path<Uuid>,
 ) -> Result<Json<CatalogDocument>, ApiError> {
-    let catalog = app::owner_catalog(&st.db_read, id).await?;
+    let catalog = app::owner_catalog(&st.db_read, &st.cache, id).await?;
     Ok(Json(CatalogDocument::from(&catalog)))
 }

@@ -218,7 +218,7 @@ pub async fn create_product(
         Err(rejection) => return Ok(rejection),
     };
     let new = NewProduct::try_from(req)?;
-    let product = app::create_product(&st.db, &caller, owner_id, new).await?;
+    let product = app::create_product(&st.db, &st.cache, &caller, owner_id, new).await?;
     Ok(platform::http::created(format!("/products/{}", product.product.id), ProductResponse::from(&product)))
 }
 
@@ -237,7 +237,7 @@ pub async fn get_product(
     caller: Caller,
     Path(id): Path<Uuid>,
 ) -> Result<Json<ProductResponse>, ApiError> {
-    let product = app::get_product(&st.db_read, &caller, id).await?;
+    let product = app::get_product(&st.db_read, &st.cache, &caller, id).await?;
     Ok(Json(ProductResponse::from(&product)))
 }
 
@@ -273,7 +273,7 @@ pub async fn list_products(
     let text = errors.check("q", SearchText::parse(q.q.as_deref().unwrap_or_default()));
     errors.into_result()?;
     let filter = ProductFilter { owner_id: q.owner_id, category_id: q.category_id, text: text.flatten() };
-    let (products, next_cursor) = app::list_products(&st.db_read, &filter, q.cursor, q.limit).await?;
+    let (products, next_cursor) = app::list_products(&st.db_read, &st.cache, &filter, q.cursor, q.limit).await?;
     Ok(Json(ProductPage { items: products.iter().map(ProductResponse::from).collect(), next_cursor }))
 }
 
@@ -304,7 +304,7 @@ pub async fn update_product(
         Err(rejection) => return Ok(rejection),
     };
     let patch = ProductPatch::try_from(req)?;
-    let product = app::update_product(&st.db, &caller, id, patch).await?;
+    let product = app::update_product(&st.db, &st.cache, &caller, id, patch).await?;
     Ok(Json(ProductResponse::from(&product)).into_response())
 }
 
@@ -324,6 +324,6 @@ pub async fn delete_product(
     caller: Caller,
     Path(id): Path<Uuid>,
 ) -> Result<StatusCode, ApiError> {
-    app::delete_product(&st.db, &caller, id).await?;
+    app::delete_product(&st.db, &st.cache, &caller, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

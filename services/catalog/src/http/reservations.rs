@@ -164,7 +164,7 @@ pub async fn reserve_stock(
         Err(rejection) => return Ok(rejection),
     };
     let request = ReservationRequest::try_from(req)?;
-    match app::reserve_for_operator(&st.db, &caller, &request, st.reservation_ttl).await? {
+    match app::reserve_for_operator(&st.db, &st.cache, &caller, &request, st.reservation_ttl).await? {
         Reserve::Decided(r) => {
             Ok(platform::http::created(format!("/reservations/{}", r.order_id), ReservationResponse::from(&r)))
         }
@@ -214,7 +214,7 @@ pub async fn release_stock(
     caller: Caller,
     Path(order_id): Path<Uuid>,
 ) -> Result<Json<ReservationResponse>, ApiError> {
-    answer(app::release_for_operator(&st.db, &caller, order_id).await?)
+    answer(app::release_for_operator(&st.db, &st.cache, &caller, order_id).await?)
 }
 
 /// Sells the order's held stock, as `CommitStockV1` does: on hand and
@@ -236,7 +236,7 @@ pub async fn commit_stock(
     caller: Caller,
     Path(order_id): Path<Uuid>,
 ) -> Result<Json<ReservationResponse>, ApiError> {
-    answer(app::commit_for_operator(&st.db, &caller, order_id).await?)
+    answer(app::commit_for_operator(&st.db, &st.cache, &caller, order_id).await?)
 }
 
 fn answer(settled: Settle) -> Result<Json<ReservationResponse>, ApiError> {

@@ -129,6 +129,6 @@ pub async fn set_stock(
         Err(rejection) => return Ok(rejection),
     };
     let on_hand = OnHand::try_from(req)?;
-    let (level, holds) = app::set_stock(&st.db, &caller, id, on_hand).await?;
+    let (level, holds) = app::set_stock(&st.db, &st.cache, &caller, id, on_hand).await?;
     Ok(Json(StockResponse::of(&level, &holds)).into_response())
 }

@@ -2,6 +2,7 @@
 //! answers, fixtures (owners, categories, products, stock), rows, and the
 //! broker (publishing commands as the orders saga does, reading replies).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use contracts::{Envelope, Message};
@@ -9,7 +10,7 @@ use lapin::options::{BasicGetOptions, BasicPublishOptions, QueueBindOptions, Que
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel};
 use platform::messaging::{Broker, headers};
-use platform::testing::{RunningService, TestEnv, eventually};
+use platform::testing::{RedisPrefix, RunningService, TestEnv, eventually};
 use reqwest::header::{CONTENT_TYPE, HeaderMap, LOCATION};
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde_json::{Value, json};
@@ -19,16 +20,20 @@ use uuid::Uuid;
 /// Seconds any single wait may take before the test fails.
 pub const WAIT: u64 = 20;
 
-/// The catalog service running in this test, on its own database and broker
-/// namespace. Dropping it stops the service, then removes both.
+/// The catalog service running in this test, on its own database, broker
+/// namespace and Redis keys. Dropping it stops the service; the last
+/// instance of a test dropped removes all three.
 pub struct TestApp {
     pub client: reqwest::Client,
     /// A pool on this test's catalog database, to look at what was stored.
     pub db: PgPool,
     pub broker: Broker,
     service: Option<RunningService>,
-    // Dropped last: the service must be stopped before its database goes.
-    _env: TestEnv,
+    // Dropped after the service stopped (so nothing writes its keys again),
+    // by the last instance of the test.
+    _redis: Arc<RedisPrefix>,
+    // Dropped last: the services must be stopped before their database goes.
+    env: Arc<TestEnv>,
 }
 
 /// Starts the real catalog service (HTTP, consumers, relay, sweeper).
@@ -38,19 +43,43 @@ pub async fn spawn_app() -> TestApp {
 
 /// As [`spawn_app`], with `configure` changing the variables first.
 pub async fn spawn_app_with(configure: impl FnOnce(&mut TestEnv)) -> TestApp {
+    spawn_apps(1, configure).await.pop().expect("one instance")
+}
+
+/// `n` replicas of the catalog service, as a deployment runs them: one
+/// database, one broker namespace (they share each consumer's queue), one
+/// Redis key prefix.
+pub async fn spawn_apps(n: usize, configure: impl FnOnce(&mut TestEnv)) -> Vec<TestApp> {
     let mut env = TestEnv::new(&[catalog::SPEC]);
     configure(&mut env);
-    let service =
-        env.spawn(&catalog::SPEC).await.expect("the catalog service starts (are PostgreSQL and RabbitMQ running?)");
+    // The real Redis, even when the service is given a proxy in front of it.
+    let redis = Arc::new(RedisPrefix {
+        url: std::env::var("FEIRA_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_string()),
+        prefix: catalog::app::cache::prefix(&env.namespace),
+    });
+    let env = Arc::new(env);
     let options = env.config().service(catalog::SPEC.name).expect("the catalog configuration").database.clone();
-    let db = platform::db::pool(&options, 4);
-    let broker = env.broker();
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(30))
-        .build()
-        .expect("an HTTP client");
-    TestApp { client, db, broker, service: Some(service), _env: env }
+    let mut apps = Vec::with_capacity(n);
+    for _ in 0..n {
+        let service = env
+            .spawn(&catalog::SPEC)
+            .await
+            .expect("the catalog service starts (are PostgreSQL, RabbitMQ and Redis running?)");
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("an HTTP client");
+        apps.push(TestApp {
+            client,
+            db: platform::db::pool(&options, 4),
+            broker: env.broker(),
+            service: Some(service),
+            _redis: redis.clone(),
+            env: env.clone(),
+        });
+    }
+    apps
 }
 
 impl Drop for TestApp {
@@ -202,6 +231,11 @@ pub fn product_body(sku: &str) -> Value {
 }
 
 impl TestApp {
+    /// The test's environment (namespace, variables, configuration).
+    pub fn env(&self) -> &TestEnv {
+        &self.env
+    }
+
     pub fn url(&self, path: &str) -> String {
         self.service.as_ref().expect("the service is running").url(path)
     }

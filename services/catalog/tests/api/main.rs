@@ -1,10 +1,13 @@
 //! The catalog, end to end: the real service (HTTP, consumers, outbox relay,
-//! expiry sweeper) on a private database and RabbitMQ namespace per test
-//! (see `helpers::spawn_app`).
+//! expiry sweeper) on a private database, RabbitMQ namespace and Redis key
+//! prefix per test (see `helpers::spawn_app`). Its cache is in `cache.rs`,
+//! its reads from a replica in `replica.rs`.
 
 #![allow(clippy::unwrap_used)]
 
+mod cache;
 mod helpers;
+mod replica;
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
