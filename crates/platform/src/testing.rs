@@ -406,3 +406,251 @@ pub async fn delete_redis_keys(url: &str, prefix: &str) -> anyhow::Result<usize>
         cursor = next;
     }
 }
+
+// Broker ------------------------------------------------------------------------
+//
+// Publishing as a service's outbox relay does, private subscriptions to the
+// events exchange, and a look at a queue's consumers and depth.
+
+use contracts::{Envelope, Message};
+use lapin::message::Delivery;
+use lapin::options::{BasicGetOptions, BasicPublishOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::types::{AMQPValue, FieldTable};
+
+/// Seconds a [`Subscription`] waits for a message before the test fails.
+pub const SUBSCRIPTION_WAIT_SECS: u64 = 20;
+
+/// The `app_id` of the messages the tests publish (a relay puts its
+/// service's name there; nothing reads it).
+pub const TEST_APP_ID: &str = "feira-test";
+
+/// One message as it travels: its id, type, routing key and body. Publishing
+/// the same `RawMessage` twice is a redelivery (same message id).
+#[derive(Debug, Clone)]
+pub struct RawMessage {
+    pub message_id: uuid::Uuid,
+    pub message_type: &'static str,
+    pub routing_key: &'static str,
+    pub body: Vec<u8>,
+}
+
+impl RawMessage {
+    /// `envelope` serialized, with its message id, type and routing key.
+    pub fn of<T: Message>(envelope: &Envelope<T>) -> Self {
+        RawMessage {
+            message_id: envelope.message_id,
+            message_type: T::TYPE,
+            routing_key: T::ROUTING_KEY,
+            body: serde_json::to_vec(envelope).expect("serialize the envelope"),
+        }
+    }
+}
+
+/// One message to publish, borrowed.
+struct Outgoing<'a> {
+    routing_key: &'a str,
+    message_id: &'a str,
+    message_type: &'a str,
+    traceparent: Option<String>,
+    body: &'a [u8],
+}
+
+/// Publishes `envelope` to the events exchange as the outbox relay does
+/// (message id, type, JSON, persistent, `traceparent` and
+/// `x-feira-attempt: 1` headers, its routing key) and waits for the broker's
+/// confirm. Panics when the broker cannot be reached or refuses it.
+pub async fn publish<T: Message>(broker: &Broker, envelope: &Envelope<T>) {
+    let body = serde_json::to_vec(envelope).expect("serialize the envelope");
+    let message_id = envelope.message_id.to_string();
+    let out = Outgoing {
+        routing_key: T::ROUTING_KEY,
+        message_id: &message_id,
+        message_type: T::TYPE,
+        traceparent: envelope.traceparent.clone(),
+        body: &body,
+    };
+    publish_confirmed(broker, &[out]).await;
+}
+
+/// Publishes any `body` (malformed ones included) with the properties of
+/// [`publish`], and waits for the broker's confirm.
+pub async fn publish_raw(broker: &Broker, routing_key: &str, message_id: &str, message_type: &str, body: &[u8]) {
+    let out = Outgoing { routing_key, message_id, message_type, traceparent: None, body };
+    publish_confirmed(broker, &[out]).await;
+}
+
+/// Publishes every message as [`publish`] does, all at once (pipelined, in
+/// order), then waits for the broker's confirms.
+pub async fn publish_all(broker: &Broker, messages: &[RawMessage]) {
+    let ids: Vec<String> = messages.iter().map(|m| m.message_id.to_string()).collect();
+    let out: Vec<Outgoing<'_>> = messages
+        .iter()
+        .zip(&ids)
+        .map(|(m, id)| Outgoing {
+            routing_key: m.routing_key,
+            message_id: id,
+            message_type: m.message_type,
+            traceparent: None,
+            body: &m.body,
+        })
+        .collect();
+    publish_confirmed(broker, &out).await;
+}
+
+async fn publish_confirmed(broker: &Broker, messages: &[Outgoing<'_>]) {
+    use crate::messaging::headers;
+    let exchange = broker.topology().events_exchange();
+    let ch = broker.publisher().await.unwrap_or_else(|e| panic!("open a publisher channel: {e}"));
+    let mut confirms = Vec::with_capacity(messages.len());
+    for m in messages {
+        let mut h = FieldTable::default();
+        if let Some(tp) = crate::telemetry::current_traceparent().or_else(|| m.traceparent.clone()) {
+            h.insert(headers::TRACEPARENT.into(), AMQPValue::LongString(tp.into()));
+        }
+        h.insert(headers::ATTEMPT.into(), AMQPValue::LongInt(1));
+        let props = lapin::BasicProperties::default()
+            .with_message_id(m.message_id.into())
+            .with_type(m.message_type.into())
+            .with_content_type("application/json".into())
+            .with_delivery_mode(2)
+            .with_app_id(TEST_APP_ID.into())
+            .with_timestamp(time::OffsetDateTime::now_utc().unix_timestamp() as u64)
+            .with_headers(h);
+        let confirm = ch
+            .basic_publish(exchange.clone().into(), m.routing_key.into(), BasicPublishOptions::default(), m.body, props)
+            .await
+            .unwrap_or_else(|e| panic!("publish {} {} to {exchange}: {e}", m.message_type, m.message_id));
+        confirms.push(confirm);
+    }
+    for (m, confirm) in messages.iter().zip(confirms) {
+        let confirm = confirm
+            .await
+            .unwrap_or_else(|e| panic!("no publisher confirm for {} {}: {e}", m.message_type, m.message_id));
+        assert!(
+            confirm.is_ack(),
+            "the broker refused {} {} (routing key {})",
+            m.message_type,
+            m.message_id,
+            m.routing_key
+        );
+    }
+}
+
+/// A private queue bound to some routing keys on the events exchange:
+/// exclusive and auto-deleted, gone when its channel closes.
+pub struct Subscription {
+    channel: lapin::Channel,
+    queue: String,
+    routing_keys: Vec<String>,
+}
+
+/// Subscribes to every message published on `routing_keys` (topic patterns
+/// allowed) from now on.
+pub async fn subscribe(broker: &Broker, routing_keys: &[&str]) -> Subscription {
+    let channel = broker.channel().await.unwrap_or_else(|e| panic!("open a channel: {e}"));
+    let q = channel
+        .queue_declare(
+            "".into(),
+            QueueDeclareOptions { exclusive: true, auto_delete: true, ..Default::default() },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("declare a private queue: {e}"));
+    let queue = q.name().to_string();
+    for key in routing_keys {
+        channel
+            .queue_bind(
+                queue.clone().into(),
+                broker.topology().events_exchange().into(),
+                (*key).into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("bind the private queue to {key}: {e}"));
+    }
+    Subscription { channel, queue, routing_keys: routing_keys.iter().map(|k| k.to_string()).collect() }
+}
+
+impl Subscription {
+    /// The private queue's name.
+    pub fn queue(&self) -> &str {
+        &self.queue
+    }
+
+    /// The next message if one is there now.
+    pub async fn try_next(&self) -> Option<Delivery> {
+        self.channel
+            .basic_get(self.queue.as_str().into(), BasicGetOptions { no_ack: true })
+            .await
+            .unwrap_or_else(|e| panic!("basic.get on the subscription to {}: {e}", self.keys()))
+            .map(|m| m.delivery)
+    }
+
+    /// The next message; panics when none arrives within
+    /// [`SUBSCRIPTION_WAIT_SECS`].
+    pub async fn next(&self) -> Delivery {
+        self.wait(&format!("a message on {}", self.keys())).await
+    }
+
+    /// The next message's envelope; panics when it is not an `Envelope<T>`.
+    pub async fn next_envelope<T: serde::de::DeserializeOwned>(&self) -> Envelope<T> {
+        let delivery = self.next().await;
+        serde_json::from_slice(&delivery.data)
+            .unwrap_or_else(|e| panic!("a message on {} is not an envelope of its type: {e}", self.keys()))
+    }
+
+    /// The next `n` messages, in the order they arrived; each may take up to
+    /// [`SUBSCRIPTION_WAIT_SECS`].
+    pub async fn take(&self, n: usize) -> Vec<Delivery> {
+        let mut got = Vec::with_capacity(n);
+        while got.len() < n {
+            got.push(self.wait(&format!("message {} of {n} on {}", got.len() + 1, self.keys())).await);
+        }
+        got
+    }
+
+    async fn wait(&self, what: &str) -> Delivery {
+        eventually(SUBSCRIPTION_WAIT_SECS, what, || self.try_next()).await
+    }
+
+    fn keys(&self) -> String {
+        self.routing_keys.join(", ")
+    }
+}
+
+/// How many consumers `queue` has, or `None` when it does not exist (or the
+/// broker cannot be reached).
+pub async fn consumers_of(broker: &Broker, queue: &str) -> Option<u32> {
+    passive_declare(broker, queue).await.map(|q| q.consumer_count())
+}
+
+/// Ready messages in `queue`, or `None` when it does not exist.
+pub async fn queue_depth(broker: &Broker, queue: &str) -> Option<u32> {
+    passive_declare(broker, queue).await.map(|q| q.message_count())
+}
+
+/// A passive declare closes its channel when the queue is missing, so it
+/// gets a channel of its own.
+async fn passive_declare(broker: &Broker, queue: &str) -> Option<lapin::Queue> {
+    let ch = broker.channel().await.ok()?;
+    let passive = QueueDeclareOptions { passive: true, ..Default::default() };
+    let q = ch.queue_declare(queue.into(), passive, FieldTable::default()).await.ok();
+    let _ = ch.close(200, "done".into()).await;
+    q
+}
+
+impl RunningService {
+    /// Waits (up to `secs`, else panics) until the service answers ready and
+    /// `queue` has a consumer. A consumer declares its queue, binds it, then
+    /// consumes: a consumer on the queue means it is bound (an existing queue
+    /// alone does not: a message published between its declare and its bind
+    /// goes to the unrouted queue).
+    pub async fn wait_consuming(&self, broker: &Broker, queue: &str, secs: u64) {
+        let addr = self.addr;
+        eventually(secs, &format!("the service ready and a consumer on {queue}"), || async move {
+            (is_ready(addr).await && consumers_of(broker, queue).await? > 0).then_some(())
+        })
+        .await;
+    }
+}

@@ -9,14 +9,11 @@ use std::sync::OnceLock;
 use catalog_publisher::events::CONSUMER;
 use contracts::catalog::{CategoryChangedV1, OwnerChangedV1, ProductChangedV1, StockChangedV1};
 use contracts::{Envelope, Message};
-use lapin::options::{BasicGetOptions, BasicPublishOptions, QueueBindOptions, QueueDeclareOptions};
-use lapin::types::{AMQPValue, FieldTable};
-use lapin::{BasicProperties, Channel};
 use platform::config::LogFormat;
+use platform::messaging::Broker;
 use platform::messaging::dlq::{self, DeadLetter};
-use platform::messaging::{Broker, headers};
 use platform::telemetry::{self, TelemetryGuard};
-use platform::testing::{RunningService, TestEnv, eventually};
+use platform::testing::{self, RawMessage, RunningService, TestEnv, eventually};
 use reqwest::StatusCode;
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -29,23 +26,11 @@ pub const WAIT: u64 = 20;
 
 /// One message as it travels: its id, type, routing key and body. Sending the
 /// same `Wire` twice is a redelivery (same message id).
-#[derive(Debug, Clone)]
-pub struct Wire {
-    pub message_id: Uuid,
-    pub message_type: &'static str,
-    pub routing_key: &'static str,
-    pub body: Vec<u8>,
-}
+pub type Wire = RawMessage;
 
 /// A fresh envelope around `payload`, ready to send.
 pub fn wire<T: Message>(payload: T) -> Wire {
-    let envelope = Envelope::new(payload);
-    Wire {
-        message_id: envelope.message_id,
-        message_type: T::TYPE,
-        routing_key: T::ROUTING_KEY,
-        body: serde_json::to_vec(&envelope).expect("serialize envelope"),
-    }
+    RawMessage::of(&Envelope::new(payload))
 }
 
 /// One test's catalog publisher, database pool, broker handle and store folder.
@@ -105,20 +90,10 @@ impl Harness {
     pub async fn spawn(&mut self) {
         assert!(self.svc.is_none(), "the service is already running");
         let svc = self.env.spawn(&catalog_publisher::SPEC).await.expect("start catalog-publisher");
-        let ready = svc.url("/health/ready");
         self.svc = Some(svc);
-        let http = self.http.clone();
-        let broker = self.broker.clone();
-        let queue = broker.topology().queue(CONSUMER.name);
-        eventually(WAIT, "catalog-publisher ready and its queue bound", || {
-            let (http, broker, ready, queue) = (http.clone(), broker.clone(), ready.clone(), queue.clone());
-            async move {
-                let ok = http.get(&ready).send().await.ok()?.status() == StatusCode::OK;
-                // A consumer on the queue means it is declared and bound.
-                (ok && consumers_of(&broker, &queue).await? > 0).then_some(())
-            }
-        })
-        .await;
+        let queue = self.broker.topology().queue(CONSUMER.name);
+        let svc = self.svc.as_ref().expect("the service is running");
+        svc.wait_consuming(&self.broker, &queue, WAIT).await;
     }
 
     /// Stops the service gracefully, as on SIGTERM.
@@ -142,33 +117,7 @@ impl Harness {
     /// Publishes every message as the catalog's relay would, all at once
     /// (pipelined), then waits for the broker's confirms.
     pub async fn send(&self, wires: &[Wire]) {
-        let ch = self.broker.publisher().await.expect("publisher channel");
-        let mut confirms = Vec::with_capacity(wires.len());
-        for w in wires {
-            let mut h = FieldTable::default();
-            h.insert(headers::ATTEMPT.into(), AMQPValue::LongInt(1));
-            let props = BasicProperties::default()
-                .with_message_id(w.message_id.to_string().into())
-                .with_type(w.message_type.to_string().into())
-                .with_content_type("application/json".into())
-                .with_delivery_mode(2)
-                .with_app_id("catalog".into())
-                .with_headers(h);
-            let confirm = ch
-                .basic_publish(
-                    self.broker.topology().events_exchange().into(),
-                    w.routing_key.into(),
-                    BasicPublishOptions::default(),
-                    &w.body,
-                    props,
-                )
-                .await
-                .expect("publish");
-            confirms.push(confirm);
-        }
-        for c in confirms {
-            assert!(c.await.expect("publisher confirm").is_ack(), "the broker refused a message");
-        }
+        testing::publish_all(&self.broker, wires).await;
     }
 
     /// Waits until the consumer has recorded every message in its inbox
@@ -298,31 +247,6 @@ impl Harness {
     pub async fn dead_letters(&self) -> Vec<DeadLetter> {
         dlq::list(&self.broker, &[CONSUMER], 100).await.expect("list the DLQ")
     }
-
-    /// A private queue bound to `routing_key` on the events exchange, gone
-    /// when its channel closes.
-    pub async fn subscribe(&self, routing_key: &str) -> (Channel, String) {
-        let ch = self.broker.channel().await.expect("channel");
-        let q = ch
-            .queue_declare(
-                "".into(),
-                QueueDeclareOptions { exclusive: true, auto_delete: true, ..Default::default() },
-                FieldTable::default(),
-            )
-            .await
-            .expect("declare a private queue");
-        let name = q.name().to_string();
-        ch.queue_bind(
-            name.clone().into(),
-            self.broker.topology().events_exchange().into(),
-            routing_key.into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .expect("bind the private queue");
-        (ch, name)
-    }
 }
 
 impl Drop for Harness {
@@ -339,28 +263,6 @@ impl Drop for Harness {
 pub fn install_telemetry() {
     static GUARD: OnceLock<Option<TelemetryGuard>> = OnceLock::new();
     GUARD.get_or_init(|| telemetry::init("catalog-publisher-test", LogFormat::Json).ok());
-}
-
-/// Waits for the next message on a [`Harness::subscribe`] queue.
-pub async fn next_message(ch: &Channel, queue: &str) -> lapin::message::Delivery {
-    eventually(WAIT, "a message on the subscription", || async move {
-        ch.basic_get(queue.into(), BasicGetOptions { no_ack: true }).await.expect("basic.get").map(|m| m.delivery)
-    })
-    .await
-}
-
-/// The next message on the queue if one is there now.
-pub async fn poll_message(ch: &Channel, queue: &str) -> Option<lapin::message::Delivery> {
-    ch.basic_get(queue.into(), BasicGetOptions { no_ack: true }).await.expect("basic.get").map(|m| m.delivery)
-}
-
-/// How many consumers `queue` has, or `None` when it does not exist.
-pub async fn consumers_of(broker: &Broker, queue: &str) -> Option<u32> {
-    let ch = broker.channel().await.ok()?;
-    let passive = QueueDeclareOptions { passive: true, ..Default::default() };
-    let q = ch.queue_declare(queue.into(), passive, FieldTable::default()).await.ok();
-    let _ = ch.close(200, "done".into()).await;
-    q.map(|q| q.consumer_count())
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {

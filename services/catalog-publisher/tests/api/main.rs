@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use catalog_publisher::events::CONSUMER;
 use contracts::catalog::CatalogPublishedV1;
 use contracts::{Envelope, Message as _};
-use helpers::{Harness, Shop, WAIT, next_message, poll_message, product_json, sha256_hex};
-use platform::testing::{TestEnv, eventually};
+use helpers::{Harness, Shop, WAIT, product_json, sha256_hex};
+use platform::testing::{self, TestEnv, eventually};
 use reqwest::StatusCode;
 use serde_json::json;
 use uuid::Uuid;
@@ -126,7 +126,7 @@ async fn a_burst_of_changes_for_one_owner_is_published_once_as_the_expected_docu
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_published_event_is_relayed_with_the_keys_and_the_sha256_of_the_stored_bytes() {
     let h = Harness::start().await;
-    let (sub, queue) = h.subscribe(CatalogPublishedV1::ROUTING_KEY).await;
+    let sub = testing::subscribe(&h.broker, &[CatalogPublishedV1::ROUTING_KEY]).await;
     let shop = Shop::new();
     let p = shop.new_product("CANECA-1", None, 3590, 1);
     h.send(&[shop.owner("Ana", 1), shop.product(&p)]).await;
@@ -170,7 +170,7 @@ async fn the_published_event_is_relayed_with_the_keys_and_the_sha256_of_the_stor
         }
     })
     .await;
-    let delivery = next_message(&sub, &queue).await;
+    let delivery = sub.next().await;
     assert_eq!(delivery.routing_key.as_str(), CatalogPublishedV1::ROUTING_KEY);
     assert_eq!(delivery.properties.message_id().as_ref().map(|s| s.to_string()), Some(id.to_string()));
     let received: Envelope<CatalogPublishedV1> = serde_json::from_slice(&delivery.data).expect("a CatalogPublishedV1");
@@ -182,7 +182,7 @@ async fn the_published_event_is_relayed_with_the_keys_and_the_sha256_of_the_stor
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redelivered_or_invisible_changes_publish_nothing_and_a_real_change_publishes_version_2() {
     let h = Harness::start().await;
-    let (sub, queue) = h.subscribe(CatalogPublishedV1::ROUTING_KEY).await;
+    let sub = testing::subscribe(&h.broker, &[CatalogPublishedV1::ROUTING_KEY]).await;
     let shop = Shop::new();
     let cat = Uuid::now_v7();
     let mut p = shop.new_product("LIVRO-1", Some(cat), 4990, 1);
@@ -239,13 +239,13 @@ async fn redelivered_or_invisible_changes_publish_nothing_and_a_real_change_publ
     // Exactly two events reached the broker.
     let mut received = Vec::new();
     for _ in 0..2 {
-        let d = next_message(&sub, &queue).await;
+        let d = sub.next().await;
         let e: Envelope<CatalogPublishedV1> = serde_json::from_slice(&d.data).expect("a CatalogPublishedV1");
         received.push((e.payload.owner_id, e.payload.version));
     }
     assert_eq!(received, vec![(shop.owner_id, 1), (shop.owner_id, 2)]);
     h.barrier().await;
-    assert!(poll_message(&sub, &queue).await.is_none(), "no third CatalogPublishedV1");
+    assert!(sub.try_next().await.is_none(), "no third CatalogPublishedV1");
     h.close().await;
 }
 

@@ -6,11 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use contracts::{Envelope, Message};
-use lapin::options::{BasicGetOptions, BasicPublishOptions, QueueBindOptions, QueueDeclareOptions};
-use lapin::types::{AMQPValue, FieldTable};
-use lapin::{BasicProperties, Channel};
-use platform::messaging::{Broker, headers};
-use platform::testing::{RedisPrefix, RunningService, TestEnv, eventually};
+use platform::messaging::Broker;
+use platform::testing::{self, RedisPrefix, RunningService, TestEnv};
 use reqwest::header::{CONTENT_TYPE, HeaderMap, LOCATION};
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde_json::{Value, json};
@@ -364,65 +361,17 @@ impl TestApp {
     /// Publishes a command as the orders saga's relay would, and waits for
     /// the broker's confirm.
     pub async fn publish<T: Message>(&self, envelope: &Envelope<T>) {
-        let ch = self.broker.publisher().await.expect("publisher channel");
-        let mut h = FieldTable::default();
-        h.insert(headers::ATTEMPT.into(), AMQPValue::LongInt(1));
-        let props = BasicProperties::default()
-            .with_message_id(envelope.message_id.to_string().into())
-            .with_type(T::TYPE.into())
-            .with_content_type("application/json".into())
-            .with_delivery_mode(2)
-            .with_app_id("orders".into())
-            .with_headers(h);
-        let body = serde_json::to_vec(envelope).expect("serialize the envelope");
-        let confirm = ch
-            .basic_publish(
-                self.broker.topology().events_exchange().into(),
-                T::ROUTING_KEY.into(),
-                BasicPublishOptions::default(),
-                &body,
-                props,
-            )
-            .await
-            .expect("publish")
-            .await
-            .expect("publisher confirm");
-        assert!(confirm.is_ack(), "the broker refused the message");
+        testing::publish(&self.broker, envelope).await;
     }
 
     /// A private queue bound to each of `routing_keys`, gone with its channel.
-    pub async fn subscribe(&self, routing_keys: &[&str]) -> Subscription {
-        let channel = self.broker.channel().await.expect("channel");
-        let q = channel
-            .queue_declare(
-                "".into(),
-                QueueDeclareOptions { exclusive: true, auto_delete: true, ..Default::default() },
-                FieldTable::default(),
-            )
-            .await
-            .expect("declare a private queue");
-        let queue = q.name().to_string();
-        for key in routing_keys {
-            channel
-                .queue_bind(
-                    queue.clone().into(),
-                    self.broker.topology().events_exchange().into(),
-                    (*key).into(),
-                    QueueBindOptions::default(),
-                    FieldTable::default(),
-                )
-                .await
-                .expect("bind the private queue");
-        }
-        Subscription { channel, queue }
+    pub async fn subscribe(&self, routing_keys: &[&str]) -> Replies {
+        Replies(testing::subscribe(&self.broker, routing_keys).await)
     }
 }
 
 /// Messages published on some routing keys.
-pub struct Subscription {
-    channel: Channel,
-    queue: String,
-}
+pub struct Replies(testing::Subscription);
 
 /// A message read from a subscription.
 #[derive(Debug, Clone)]
@@ -437,19 +386,16 @@ impl Received {
     }
 }
 
-impl Subscription {
+impl Replies {
     /// The next `n` messages, in the order they arrived.
     pub async fn take(&self, n: usize) -> Vec<Received> {
-        let mut got = Vec::with_capacity(n);
-        while got.len() < n {
-            let (ch, q) = (&self.channel, self.queue.as_str());
-            let delivery = eventually(WAIT, &format!("message {} of {n}", got.len() + 1), || async move {
-                ch.basic_get(q.into(), BasicGetOptions { no_ack: true }).await.expect("basic.get").map(|m| m.delivery)
+        let deliveries = self.0.take(n).await;
+        deliveries
+            .into_iter()
+            .map(|d| Received {
+                routing_key: d.routing_key.to_string(),
+                envelope: serde_json::from_slice(&d.data).expect("an envelope"),
             })
-            .await;
-            let envelope = serde_json::from_slice(&delivery.data).expect("an envelope");
-            got.push(Received { routing_key: delivery.routing_key.to_string(), envelope });
-        }
-        got
+            .collect()
     }
 }

@@ -6,14 +6,11 @@ use std::sync::OnceLock;
 
 use contracts::Envelope;
 use contracts::orders::{OrderLineV1, OrderPlacedV1};
-use lapin::options::{BasicGetOptions, BasicPublishOptions, QueueBindOptions, QueueDeclareOptions};
-use lapin::types::{AMQPValue, FieldTable};
-use lapin::{BasicProperties, Channel};
 use platform::config::LogFormat;
+use platform::messaging::Broker;
 use platform::messaging::dlq::{self, DeadLetter};
-use platform::messaging::{Broker, headers};
 use platform::telemetry::{self, TelemetryGuard};
-use platform::testing::{RunningService, TestEnv, eventually};
+use platform::testing::{self, RunningService, TestEnv, eventually};
 use reqwest::StatusCode;
 use serde::Deserialize;
 use sqlx::PgPool;
@@ -106,23 +103,10 @@ impl Harness {
     pub async fn spawn(&mut self) {
         assert!(self.svc.is_none(), "the service is already running");
         let svc = self.env.spawn(&invoices::SPEC).await.expect("start invoices");
-        let ready = svc.url("/health/ready");
         self.svc = Some(svc);
-        let http = self.http.clone();
-        let broker = self.broker.clone();
-        let queue = broker.topology().queue(invoices::events::order_placed::CONSUMER.name);
-        eventually(WAIT, "invoices ready and its queue declared", || {
-            let (http, broker, ready, queue) = (http.clone(), broker.clone(), ready.clone(), queue.clone());
-            async move {
-                let ok = http.get(&ready).send().await.ok()?.status() == StatusCode::OK;
-                // The consumer declares its queue, binds it, then consumes: a
-                // consumer on the queue means it is bound (an existing queue
-                // alone does not: a message published between its declare
-                // and its bind goes to the unrouted queue).
-                (ok && consumers_of(&broker, &queue).await? > 0).then_some(())
-            }
-        })
-        .await;
+        let queue = self.broker.topology().queue(invoices::events::order_placed::CONSUMER.name);
+        let svc = self.svc.as_ref().expect("the service is running");
+        svc.wait_consuming(&self.broker, &queue, WAIT).await;
     }
 
     /// Stops the service gracefully, as on SIGTERM.
@@ -163,35 +147,19 @@ impl Harness {
 
     /// Publishes `envelope` as the orders relay does and waits for the confirm.
     pub async fn publish(&self, envelope: &Envelope<OrderPlacedV1>) {
-        let body = serde_json::to_vec(envelope).expect("serialize envelope");
-        self.publish_raw(&envelope.message_id.to_string(), "orders.order_placed", &body).await;
+        testing::publish(&self.broker, envelope).await;
     }
 
     /// Publishes any body with the properties and routing key of an order.
     pub async fn publish_raw(&self, message_id: &str, message_type: &str, body: &[u8]) {
-        let ch = self.broker.publisher().await.expect("publisher channel");
-        let mut h = FieldTable::default();
-        h.insert(headers::ATTEMPT.into(), AMQPValue::LongInt(1));
-        let props = BasicProperties::default()
-            .with_message_id(message_id.to_string().into())
-            .with_type(message_type.to_string().into())
-            .with_content_type("application/json".into())
-            .with_delivery_mode(2)
-            .with_app_id("orders".into())
-            .with_headers(h);
-        let confirm = ch
-            .basic_publish(
-                self.broker.topology().events_exchange().into(),
-                <OrderPlacedV1 as contracts::Message>::ROUTING_KEY.into(),
-                BasicPublishOptions::default(),
-                body,
-                props,
-            )
-            .await
-            .expect("publish")
-            .await
-            .expect("publisher confirm");
-        assert!(confirm.is_ack(), "the broker refused the message");
+        testing::publish_raw(
+            &self.broker,
+            <OrderPlacedV1 as contracts::Message>::ROUTING_KEY,
+            message_id,
+            message_type,
+            body,
+        )
+        .await;
     }
 
     /// Publishes a fresh order and returns its envelope.
@@ -266,31 +234,6 @@ impl Harness {
         })
         .await
     }
-
-    /// A private queue bound to `routing_key` on the events exchange, gone
-    /// when its channel closes.
-    pub async fn subscribe(&self, routing_key: &str) -> (Channel, String) {
-        let ch = self.broker.channel().await.expect("channel");
-        let q = ch
-            .queue_declare(
-                "".into(),
-                QueueDeclareOptions { exclusive: true, auto_delete: true, ..Default::default() },
-                FieldTable::default(),
-            )
-            .await
-            .expect("declare a private queue");
-        let name = q.name().to_string();
-        ch.queue_bind(
-            name.clone().into(),
-            self.broker.topology().events_exchange().into(),
-            routing_key.into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .expect("bind the private queue");
-        (ch, name)
-    }
 }
 
 impl Drop for Harness {
@@ -306,33 +249,6 @@ impl Drop for Harness {
 pub fn install_telemetry() {
     static GUARD: OnceLock<Option<TelemetryGuard>> = OnceLock::new();
     GUARD.get_or_init(|| telemetry::init("invoices-test", LogFormat::Json).ok());
-}
-
-/// Waits for the next message on a [`Harness::subscribe`] queue.
-pub async fn next_message(ch: &Channel, queue: &str) -> lapin::message::Delivery {
-    eventually(WAIT, "a message on the subscription", || async move {
-        ch.basic_get(queue.into(), BasicGetOptions { no_ack: true }).await.expect("basic.get").map(|m| m.delivery)
-    })
-    .await
-}
-
-/// How many consumers `queue` has, or `None` when it does not exist (a
-/// passive declare closes its channel on failure, so it gets its own).
-pub async fn consumers_of(broker: &Broker, queue: &str) -> Option<u32> {
-    passive_declare(broker, queue).await.map(|q| q.consumer_count())
-}
-
-/// Ready messages in `queue`, or `None` when it does not exist.
-pub async fn queue_depth(broker: &Broker, queue: &str) -> Option<u32> {
-    passive_declare(broker, queue).await.map(|q| q.message_count())
-}
-
-async fn passive_declare(broker: &Broker, queue: &str) -> Option<lapin::Queue> {
-    let ch = broker.channel().await.ok()?;
-    let passive = QueueDeclareOptions { passive: true, ..Default::default() };
-    let q = ch.queue_declare(queue.into(), passive, FieldTable::default()).await.ok();
-    let _ = ch.close(200, "done".into()).await;
-    q
 }
 
 /// A consistent order of `customer` with two lines.

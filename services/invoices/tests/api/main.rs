@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use contracts::invoices::InvoiceIssuedV1;
 use contracts::{Envelope, Message as _};
-use helpers::{As, Harness, InvoiceDto, PageDto, WAIT, assert_invoice_matches, next_message, order};
+use helpers::{As, Harness, InvoiceDto, PageDto, WAIT, assert_invoice_matches, order};
 use platform::messaging::dlq;
-use platform::testing::eventually;
+use platform::testing::{self, eventually};
 use reqwest::StatusCode;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -23,7 +23,7 @@ const CONSUMERS: &[platform::messaging::ConsumerSpec] = &[invoices::events::orde
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_placed_order_gets_one_invoice_that_only_its_customer_and_admins_see() {
     let h = Harness::start().await;
-    let (sub, sub_queue) = h.subscribe(InvoiceIssuedV1::ROUTING_KEY).await;
+    let sub = testing::subscribe(&h.broker, &[InvoiceIssuedV1::ROUTING_KEY]).await;
     let customer = Uuid::now_v7();
     let placed = Envelope::new(order(customer));
     let order_id = placed.payload.order_id;
@@ -106,7 +106,7 @@ async fn a_placed_order_gets_one_invoice_that_only_its_customer_and_admins_see()
         }
     })
     .await;
-    let delivery = next_message(&sub, &sub_queue).await;
+    let delivery = sub.next().await;
     let props = &delivery.properties;
     assert_eq!(props.message_id().as_ref().map(|s| s.to_string()), Some(outbox_id.to_string()));
     assert_eq!(props.kind().as_ref().map(|s| s.to_string()).as_deref(), Some("invoices.invoice_issued"));
@@ -440,7 +440,7 @@ async fn orders_placed_while_the_service_is_down_are_invoiced_once_after_a_resta
     let queue = broker.topology().queue(CONSUMERS[0].name);
     eventually(WAIT, "21 messages waiting in the queue", || {
         let (broker, queue) = (broker.clone(), queue.clone());
-        async move { (helpers::queue_depth(&broker, &queue).await? == 21).then_some(()) }
+        async move { (testing::queue_depth(&broker, &queue).await? == 21).then_some(()) }
     })
     .await;
     assert_eq!(h.numbers().await.len(), 5, "nothing is handled while the service is down");
