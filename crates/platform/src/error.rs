@@ -15,6 +15,10 @@ pub enum ErrorKind {
     BadRequest,
     /// The input is well-formed but cannot be processed as sent (422).
     Unprocessable,
+    /// The body is larger than the service accepts (413).
+    PayloadTooLarge,
+    /// The body is not in a format the route accepts (415).
+    UnsupportedMediaType,
     NotFound,
     /// The state of the resource forbids the request right now.
     Conflict,
@@ -40,6 +44,8 @@ impl ErrorKind {
         match self {
             ErrorKind::BadRequest => StatusCode::BAD_REQUEST,
             ErrorKind::Unprocessable => StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorKind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorKind::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ErrorKind::NotFound => StatusCode::NOT_FOUND,
             ErrorKind::Conflict => StatusCode::CONFLICT,
             ErrorKind::Unauthenticated => StatusCode::UNAUTHORIZED,
@@ -54,9 +60,12 @@ impl ErrorKind {
     /// database hiccup, a defect fixed by a deploy) is retried first.
     pub fn disposition(self) -> Disposition {
         match self {
-            ErrorKind::BadRequest | ErrorKind::Unprocessable | ErrorKind::Unauthenticated | ErrorKind::Forbidden => {
-                Disposition::DeadLetter
-            }
+            ErrorKind::BadRequest
+            | ErrorKind::Unprocessable
+            | ErrorKind::PayloadTooLarge
+            | ErrorKind::UnsupportedMediaType
+            | ErrorKind::Unauthenticated
+            | ErrorKind::Forbidden => Disposition::DeadLetter,
             ErrorKind::NotFound | ErrorKind::Conflict | ErrorKind::Unavailable | ErrorKind::Internal => {
                 Disposition::Retry
             }

@@ -1,11 +1,15 @@
 //! A JSON extractor whose every rejection is a problem+json answer.
+//!
+//! Its rejection is an [`ApiError`], so a handler that must check who is
+//! calling before it looks at the body takes `Result<Json<T>, ApiError>` and
+//! writes `let Json(req) = body?;` after its authorization.
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, Request};
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 
-use crate::error::Problem;
+use crate::error::{ApiError, ErrorKind};
 
 /// Like `axum::Json`, but a malformed body, a wrong type, a missing field,
 /// a missing content type or a body over the limit answer problem+json with
@@ -18,18 +22,23 @@ where
     T: DeserializeOwned,
     S: Send + Sync,
 {
-    type Rejection = Response;
+    type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         match axum::Json::<T>::from_request(req, state).await {
             Ok(axum::Json(v)) => Ok(Json(v)),
-            Err(rejection) => Err(problem(rejection).into_response()),
+            Err(rejection) => Err(rejected(rejection)),
         }
     }
 }
 
-fn problem(rejection: JsonRejection) -> Problem {
-    let status = rejection.status();
+fn rejected(rejection: JsonRejection) -> ApiError {
+    let kind = match rejection.status().as_u16() {
+        413 => ErrorKind::PayloadTooLarge,
+        415 => ErrorKind::UnsupportedMediaType,
+        422 => ErrorKind::Unprocessable,
+        _ => ErrorKind::BadRequest,
+    };
     let detail = match &rejection {
         JsonRejection::JsonSyntaxError(_) => format!("malformed JSON: {}", rejection.body_text()),
         JsonRejection::JsonDataError(_) => {
@@ -39,7 +48,7 @@ fn problem(rejection: JsonRejection) -> Problem {
         JsonRejection::MissingJsonContentType(_) => "expected `Content-Type: application/json`".to_string(),
         _ => rejection.body_text(),
     };
-    Problem::new(status, Some(detail))
+    ApiError::new(kind, detail)
 }
 
 impl<T: serde::Serialize> IntoResponse for Json<T> {

@@ -95,13 +95,10 @@ pub async fn create_category(
     State(st): State<AppState>,
     caller: Caller,
     Path(owner_id): Path<Uuid>,
-    body: Result<Json<CategoryRequest>, Response>,
+    body: Result<Json<CategoryRequest>, ApiError>,
 ) -> Result<Response, ApiError> {
     app::authorize_owner(&caller, owner_id)?;
-    let Json(req) = match body {
-        Ok(b) => b,
-        Err(rejection) => return Ok(rejection),
-    };
+    let Json(req) = body?;
     let name = CategoryName::try_from(req)?;
     let category = app::create_category(&st.db, &st.cache, &caller, owner_id, name).await?;
     Ok(platform::http::created(format!("/categories/{}", category.id), CategoryResponse::from(&category)))
@@ -166,13 +163,10 @@ pub async fn rename_category(
     State(st): State<AppState>,
     caller: Caller,
     Path(id): Path<Uuid>,
-    body: Result<Json<CategoryRequest>, Response>,
+    body: Result<Json<CategoryRequest>, ApiError>,
 ) -> Result<Response, ApiError> {
     caller.require_user()?;
-    let Json(req) = match body {
-        Ok(b) => b,
-        Err(rejection) => return Ok(rejection),
-    };
+    let Json(req) = body?;
     let name = CategoryName::try_from(req)?;
     let category = app::rename_category(&st.db, &st.cache, &caller, id, name).await?;
     Ok(axum::response::IntoResponse::into_response(Json(CategoryResponse::from(&category))))

@@ -83,13 +83,10 @@ pub async fn put_owner(
     State(st): State<AppState>,
     caller: Caller,
     Path(id): Path<Uuid>,
-    body: Result<Json<OwnerRequest>, Response>,
+    body: Result<Json<OwnerRequest>, ApiError>,
 ) -> Result<Response, ApiError> {
     app::authorize_owner(&caller, id)?;
-    let Json(req) = match body {
-        Ok(b) => b,
-        Err(rejection) => return Ok(rejection),
-    };
+    let Json(req) = body?;
     let name = OwnerName::try_from(req)?;
     let (owner, created) = app::put_owner(&st.db, &st.cache, &caller, id, name).await?;
     let body = OwnerResponse::from(&owner);

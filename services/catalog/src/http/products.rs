@@ -210,13 +210,10 @@ pub async fn create_product(
     State(st): State<AppState>,
     caller: Caller,
     Path(owner_id): Path<Uuid>,
-    body: Result<Json<CreateProductRequest>, Response>,
+    body: Result<Json<CreateProductRequest>, ApiError>,
 ) -> Result<Response, ApiError> {
     app::authorize_owner(&caller, owner_id)?;
-    let Json(req) = match body {
-        Ok(b) => b,
-        Err(rejection) => return Ok(rejection),
-    };
+    let Json(req) = body?;
     let new = NewProduct::try_from(req)?;
     let product = app::create_product(&st.db, &st.cache, &caller, owner_id, new).await?;
     Ok(platform::http::created(format!("/products/{}", product.product.id), ProductResponse::from(&product)))
@@ -296,13 +293,10 @@ pub async fn update_product(
     State(st): State<AppState>,
     caller: Caller,
     Path(id): Path<Uuid>,
-    body: Result<Json<PatchProductRequest>, Response>,
+    body: Result<Json<PatchProductRequest>, ApiError>,
 ) -> Result<Response, ApiError> {
     caller.require_user()?;
-    let Json(req) = match body {
-        Ok(b) => b,
-        Err(rejection) => return Ok(rejection),
-    };
+    let Json(req) = body?;
     let patch = ProductPatch::try_from(req)?;
     let product = app::update_product(&st.db, &st.cache, &caller, id, patch).await?;
     Ok(Json(ProductResponse::from(&product)).into_response())

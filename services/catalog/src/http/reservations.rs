@@ -156,13 +156,10 @@ impl From<&Reservation> for ReservationResponse {
 pub async fn reserve_stock(
     State(st): State<AppState>,
     caller: Caller,
-    body: Result<Json<ReserveRequest>, Response>,
+    body: Result<Json<ReserveRequest>, ApiError>,
 ) -> Result<Response, ApiError> {
     app::authorize_operator(&caller)?;
-    let Json(req) = match body {
-        Ok(b) => b,
-        Err(rejection) => return Ok(rejection),
-    };
+    let Json(req) = body?;
     let request = ReservationRequest::try_from(req)?;
     match app::reserve_for_operator(&st.db, &st.cache, &caller, &request, st.reservation_ttl).await? {
         Reserve::Decided(r) => {

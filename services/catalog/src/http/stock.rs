@@ -121,13 +121,10 @@ pub async fn set_stock(
     State(st): State<AppState>,
     caller: Caller,
     Path(id): Path<Uuid>,
-    body: Result<Json<StockRequest>, Response>,
+    body: Result<Json<StockRequest>, ApiError>,
 ) -> Result<Response, ApiError> {
     caller.require_user()?;
-    let Json(req) = match body {
-        Ok(b) => b,
-        Err(rejection) => return Ok(rejection),
-    };
+    let Json(req) = body?;
     let on_hand = OnHand::try_from(req)?;
     let (level, holds) = app::set_stock(&st.db, &st.cache, &caller, id, on_hand).await?;
     Ok(Json(StockResponse::of(&level, &holds)).into_response())

@@ -149,15 +149,12 @@ pub async fn place_order(
     State(st): State<AppState>,
     caller: Caller,
     key: Option<axum::Extension<IdempotencyKey>>,
-    body: Result<Json<PlaceOrderRequest>, Response>,
+    body: Result<Json<PlaceOrderRequest>, ApiError>,
 ) -> Result<Response, ApiError> {
     // Who is asking comes before what they sent: an anonymous caller learns
     // nothing about the body's validity.
     caller.require_user()?;
-    let Json(req) = match body {
-        Ok(b) => b,
-        Err(rejection) => return Ok(rejection),
-    };
+    let Json(req) = body?;
     app::authorize_placing(&caller, req.customer_id)?;
     let new = NewOrder::try_from(req)?;
     let key = key.map(|k| k.0.0);
