@@ -108,7 +108,7 @@ async fn publish_owner(
 
     // Kept to the microsecond, as stored, so the event and the API agree.
     let now = OffsetDateTime::now_utc();
-    let published_at = now.replace_nanosecond(now.nanosecond() / 1_000 * 1_000).unwrap_or(now);
+    let published_at = kernel::time::stored(now);
     repo::record_version(tx, owner_id, version, &rendered.sha256, published_at).await?;
     let event = events::catalog_published(owner_id, version, key, versioned_key, rendered.sha256.clone(), published_at);
     outbox::enqueue(tx, &Envelope::new(event)).await?;

@@ -34,7 +34,6 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::CatalogError;
-use crate::domain::stored_time;
 
 /// The command being handled, whose replies are caused by it; `None` for
 /// an HTTP request, which starts a flow of its own.
@@ -84,5 +83,5 @@ async fn announce<T: Message>(tx: &mut PgConnection, cause: Cause<'_>, payload: 
 }
 
 fn now() -> OffsetDateTime {
-    stored_time(OffsetDateTime::now_utc())
+    kernel::time::now()
 }

@@ -18,5 +18,5 @@ pub use reservation::{
 pub use stock::{Hold, Movement, StockLevel, StockRuleError, move_stock};
 pub use values::{
     Attributes, CategoryName, Cents, Currency, Description, OnHand, OwnerName, Quantity, SearchText, Sku, Title,
-    ValueError, stored_time,
+    ValueError,
 };

@@ -3,17 +3,10 @@
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
-use time::OffsetDateTime;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct ValueError(pub String);
-
-/// `now` to the microsecond, as PostgreSQL stores it, so what a write
-/// answers and announces reads back exactly.
-pub fn stored_time(now: OffsetDateTime) -> OffsetDateTime {
-    now.replace_nanosecond(now.nanosecond() / 1_000 * 1_000).unwrap_or(now)
-}
 
 /// Trimmed text of `min..=max` characters without control characters.
 fn text(s: &str, min: usize, max: usize) -> Result<String, ValueError> {

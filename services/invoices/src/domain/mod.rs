@@ -82,7 +82,7 @@ impl InvoiceDraft {
     /// The invoice, once the series has given it a number. Its time is kept
     /// to the microsecond, as stored, so the event and the API agree.
     pub fn issue(self, series: &str, number: i64, now: OffsetDateTime) -> Invoice {
-        let now = now.replace_nanosecond(now.nanosecond() / 1_000 * 1_000).unwrap_or(now);
+        let now = kernel::time::stored(now);
         Invoice {
             id: Uuid::now_v7(),
             order_id: self.order_id,

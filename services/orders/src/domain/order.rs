@@ -97,7 +97,7 @@ impl Order {
     /// A new order starts `PENDING`, with a UUIDv7 id. Its time is kept to
     /// the microsecond, as stored, so it reads back exactly as answered.
     pub fn place(new: NewOrder, now: OffsetDateTime) -> Self {
-        let created_at = now.replace_nanosecond(now.nanosecond() / 1_000 * 1_000).unwrap_or(now);
+        let created_at = kernel::time::stored(now);
         Order {
             id: Uuid::now_v7(),
             customer_id: new.customer_id,
