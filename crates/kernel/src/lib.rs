@@ -3,6 +3,9 @@
 //!
 //! # Layout
 //! - [`time`]: timestamps as the services store them.
+//! - [`money`]: money is integer cents plus an ISO 4217 currency.
+
+pub mod money;
 
 pub mod time {
     //! Timestamps are UTC and kept to the microsecond, the precision

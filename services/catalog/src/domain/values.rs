@@ -1,7 +1,5 @@
 //! Value types: each `parse` accepts only valid values (parse, don't validate).
 
-use std::fmt;
-
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -19,35 +17,6 @@ fn text(s: &str, min: usize, max: usize) -> Result<String, ValueError> {
         return Err(ValueError("must not contain control characters".into()));
     }
     Ok(s.to_string())
-}
-
-/// An ISO 4217 currency the shop sells in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub enum Currency {
-    #[default]
-    Brl,
-    Usd,
-    Eur,
-}
-
-impl Currency {
-    pub fn parse(s: &str) -> Result<Self, ValueError> {
-        match s {
-            "BRL" => Ok(Currency::Brl),
-            "USD" => Ok(Currency::Usd),
-            "EUR" => Ok(Currency::Eur),
-            other => Err(ValueError(format!("unknown currency {other:?}; use BRL, USD or EUR"))),
-        }
-    }
-
-    pub fn code(self) -> &'static str {
-        match self {
-            Currency::Brl => "BRL",
-            Currency::Usd => "USD",
-            Currency::Eur => "EUR",
-        }
-    }
 }
 
 /// Serialized values parse again when read (a cached copy included), so a
@@ -70,38 +39,7 @@ macro_rules! serde_via_parse {
     };
 }
 
-serde_via_parse!(Currency, String, |s: String| Currency::parse(&s), |c: Currency| c.code().to_string());
-
-impl fmt::Display for Currency {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.code())
-    }
-}
-
-/// A non-negative price in cents, at most 10^13.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "i64", into = "i64")]
-pub struct Cents(i64);
-
-serde_via_parse!(Cents, i64, Cents::parse, |c: Cents| c.0);
-
-impl Cents {
-    pub const MAX: i64 = 10_000_000_000_000;
-
-    pub fn parse(n: i64) -> Result<Self, ValueError> {
-        if n < 0 {
-            return Err(ValueError("must not be negative".into()));
-        }
-        if n > Self::MAX {
-            return Err(ValueError(format!("must be at most {}", Self::MAX)));
-        }
-        Ok(Cents(n))
-    }
-
-    pub fn get(self) -> i64 {
-        self.0
-    }
-}
+pub use kernel::money::{Cents, Currency};
 
 /// A stock-keeping unit, unique per owner: 1 to 64 of `A-Z a-z 0-9 - _ .`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -4,5 +4,6 @@
 mod order;
 mod values;
 
+pub use kernel::money::{Cents, Currency};
 pub use order::{MAX_LINES, NewOrder, Order, OrderLine, OrderRuleError, OrderStatus};
-pub use values::{Cents, Currency, Quantity, Sku, ValueError};
+pub use values::{Quantity, Sku, ValueError};

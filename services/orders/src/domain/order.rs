@@ -3,7 +3,8 @@
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::values::{Cents, Currency, Quantity, Sku};
+use super::values::{Quantity, Sku};
+use kernel::money::{Cents, Currency};
 
 pub const MAX_LINES: usize = 100;
 
@@ -45,7 +46,7 @@ pub struct OrderLine {
 impl OrderLine {
     /// A line, or `TotalTooLarge` when its total passes [`Cents::MAX`].
     pub fn new(sku: Sku, quantity: Quantity, unit_price: Cents) -> Result<Self, OrderRuleError> {
-        let total = unit_price.times(quantity).ok_or(OrderRuleError::TotalTooLarge)?;
+        let total = unit_price.times(i64::from(quantity.get())).ok_or(OrderRuleError::TotalTooLarge)?;
         Ok(OrderLine { sku, quantity, unit_price, total })
     }
 }
