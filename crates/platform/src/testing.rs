@@ -654,3 +654,70 @@ impl RunningService {
         .await;
     }
 }
+
+// HTTP answers ----------------------------------------------------------------
+
+/// An HTTP answer, read once, with the checks API tests make on it.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: reqwest::StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub text: String,
+    /// The body as JSON, or `Null` when it is not JSON.
+    pub json: serde_json::Value,
+}
+
+impl Answer {
+    pub async fn of(res: reqwest::Result<reqwest::Response>) -> Answer {
+        let res = res.expect("the service answers");
+        let status = res.status();
+        let headers = res.headers().clone();
+        let text = res.text().await.expect("the answer has a body");
+        let json = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
+        Answer { status, headers, text, json }
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    pub fn content_type(&self) -> &str {
+        self.header(reqwest::header::CONTENT_TYPE.as_str()).unwrap_or_default()
+    }
+
+    pub fn location(&self) -> Option<&str> {
+        self.header(reqwest::header::LOCATION.as_str())
+    }
+
+    pub fn is_problem(&self) -> bool {
+        self.content_type().starts_with(crate::error::PROBLEM_JSON)
+    }
+
+    /// The `field` of every entry of a problem's `errors`, sorted.
+    pub fn error_fields(&self) -> Vec<String> {
+        let mut fields: Vec<String> = self.json["errors"]
+            .as_array()
+            .map(|errors| errors.iter().filter_map(|e| e["field"].as_str().map(str::to_string)).collect())
+            .unwrap_or_default();
+        fields.sort();
+        fields
+    }
+
+    /// The answer has this status; its JSON body.
+    #[track_caller]
+    pub fn expect(&self, status: reqwest::StatusCode) -> &serde_json::Value {
+        assert_eq!(self.status, status, "unexpected status: {self:?}");
+        &self.json
+    }
+
+    /// The answer is an RFC 9457 problem with this status, in the header and
+    /// in the body.
+    #[track_caller]
+    pub fn assert_problem(&self, status: reqwest::StatusCode) {
+        assert_eq!(self.status, status, "unexpected status: {self:?}");
+        assert!(self.is_problem(), "expected application/problem+json: {self:?}");
+        assert_eq!(self.json["status"], serde_json::json!(status.as_u16()), "the problem's status: {self:?}");
+        assert!(self.json["title"].is_string(), "a problem has a title: {self:?}");
+        assert!(self.json["type"].is_string(), "a problem has a type: {self:?}");
+    }
+}

@@ -8,7 +8,6 @@ use std::time::Duration;
 use contracts::{Envelope, Message};
 use platform::messaging::Broker;
 use platform::testing::{self, RedisPrefix, RunningService, TestEnv};
-use reqwest::header::{CONTENT_TYPE, HeaderMap, LOCATION};
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -155,60 +154,7 @@ impl Caller {
     }
 }
 
-/// An HTTP answer, read once.
-#[derive(Debug)]
-pub struct Answer {
-    pub status: StatusCode,
-    pub headers: HeaderMap,
-    pub text: String,
-    /// The body as JSON, or `Null` when it is not JSON.
-    pub json: Value,
-}
-
-impl Answer {
-    pub async fn of(res: reqwest::Result<reqwest::Response>) -> Answer {
-        let res = res.expect("the service answers");
-        let status = res.status();
-        let headers = res.headers().clone();
-        let text = res.text().await.expect("the answer has a body");
-        let json = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Answer { status, headers, text, json }
-    }
-
-    pub fn location(&self) -> Option<&str> {
-        self.headers.get(LOCATION).and_then(|v| v.to_str().ok())
-    }
-
-    pub fn content_type(&self) -> &str {
-        self.headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default()
-    }
-
-    /// The `field` of every entry of a problem's `errors`, sorted.
-    pub fn error_fields(&self) -> Vec<String> {
-        let mut fields: Vec<String> = self.json["errors"]
-            .as_array()
-            .map(|errors| errors.iter().filter_map(|e| e["field"].as_str().map(str::to_string)).collect())
-            .unwrap_or_default();
-        fields.sort();
-        fields
-    }
-
-    /// The answer has this status.
-    #[track_caller]
-    pub fn expect(&self, status: StatusCode) -> &Value {
-        assert_eq!(self.status, status, "unexpected status: {self:?}");
-        &self.json
-    }
-
-    /// The answer is an RFC 9457 problem with this status.
-    #[track_caller]
-    pub fn assert_problem(&self, status: StatusCode) {
-        assert_eq!(self.status, status, "unexpected status: {self:?}");
-        assert!(self.content_type().starts_with("application/problem+json"), "expected problem+json: {self:?}");
-        assert_eq!(self.json["status"], json!(status.as_u16()), "the problem's status: {self:?}");
-        assert!(self.json["title"].is_string() && self.json["type"].is_string(), "a problem: {self:?}");
-    }
-}
+pub use platform::testing::Answer;
 
 /// The id of a JSON resource (`id`, or `order_id`).
 pub fn id_of(v: &Value) -> Uuid {

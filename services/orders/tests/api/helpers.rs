@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use platform::testing::{RunningService, TestEnv};
-use reqwest::header::{CONTENT_TYPE, HeaderMap, LOCATION};
+use reqwest::header::CONTENT_TYPE;
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -172,58 +172,4 @@ pub fn valid_order(customer_id: Uuid) -> Value {
     })
 }
 
-/// An HTTP answer, read once.
-#[derive(Debug)]
-pub struct Answer {
-    pub status: StatusCode,
-    pub headers: HeaderMap,
-    pub text: String,
-    /// The body as JSON, or `Null` when it is not JSON.
-    pub json: Value,
-}
-
-impl Answer {
-    pub async fn of(res: reqwest::Result<reqwest::Response>) -> Answer {
-        let res = res.expect("the service answers");
-        let status = res.status();
-        let headers = res.headers().clone();
-        let text = res.text().await.expect("the answer has a body");
-        let json = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Answer { status, headers, text, json }
-    }
-
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-
-    pub fn content_type(&self) -> &str {
-        self.header(CONTENT_TYPE.as_str()).unwrap_or_default()
-    }
-
-    pub fn location(&self) -> Option<&str> {
-        self.header(LOCATION.as_str())
-    }
-
-    pub fn is_problem(&self) -> bool {
-        self.content_type().starts_with("application/problem+json")
-    }
-
-    /// The `field` of every entry of a problem's `errors`.
-    pub fn error_fields(&self) -> Vec<&str> {
-        self.json["errors"]
-            .as_array()
-            .map(|errors| errors.iter().filter_map(|e| e["field"].as_str()).collect())
-            .unwrap_or_default()
-    }
-
-    /// The answer is an RFC 9457 problem with this status, in the header and
-    /// in the body.
-    #[track_caller]
-    pub fn assert_problem(&self, status: StatusCode) {
-        assert_eq!(self.status, status, "unexpected status: {self:?}");
-        assert!(self.is_problem(), "expected application/problem+json: {self:?}");
-        assert_eq!(self.json["status"], json!(status.as_u16()), "the problem's status: {self:?}");
-        assert!(self.json["title"].is_string(), "a problem has a title: {self:?}");
-        assert!(self.json["type"].is_string(), "a problem has a type: {self:?}");
-    }
-}
+pub use platform::testing::Answer;

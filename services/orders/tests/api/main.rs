@@ -455,8 +455,9 @@ async fn every_invalid_field_is_named_at_once() {
 
     let answer = assert_refused(&app, &alice, &body, StatusCode::BAD_REQUEST).await;
 
-    let fields: HashSet<&str> = answer.error_fields().into_iter().collect();
-    let expected: HashSet<&str> = ["currency", "items[1].sku", "items[1].quantity", "items[1].unit_price_cents"].into();
+    let fields: HashSet<String> = answer.error_fields().into_iter().collect();
+    let expected: HashSet<String> =
+        ["currency", "items[1].sku", "items[1].quantity", "items[1].unit_price_cents"].map(String::from).into();
     assert_eq!(fields, expected);
 }
 
