@@ -109,9 +109,12 @@ pub async fn migrate(names: Vec<String>) -> anyhow::Result<()> {
     let config = load_config()?;
     for spec in specs {
         let sc = config.service(spec.name)?;
-        let pool = platform::db::connect(&sc.database, 2, spec.migrator)
-            .await
-            .with_context(|| format!("migrate {}", spec.name))?;
+        let Some(migrator) = spec.migrator else {
+            println!("{:<10} has no database", spec.name);
+            continue;
+        };
+        let pool =
+            platform::db::connect(&sc.database, 2, migrator).await.with_context(|| format!("migrate {}", spec.name))?;
         pool.close().await;
         println!("{:<10} migrated ({})", spec.name, sc.database.get_database().unwrap_or("?"));
     }

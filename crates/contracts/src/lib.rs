@@ -4,8 +4,10 @@
 //! # Layout
 //! - [`Envelope`] and the [`Message`] trait: the wire format of every message.
 //! - [`catalog`]: catalog events, stock commands and replies, `CatalogPublishedV1`.
-//! - [`orders`]: events published by the orders service.
+//! - [`orders`]: the order saga's events (placed, confirmed, cancelled).
+//! - [`payments`]: the saga's payment commands and the payments replies.
 //! - [`invoices`]: events published by the invoices service.
+//! - [`shipping`]: events published by the shipping service.
 //! - [`catalog()`]: every message type with its routing key, for `feira events`.
 //! - [`asyncapi()`]: the catalog as an AsyncAPI 3.0 document, payload schemas
 //!   included (`feira events --asyncapi`).
@@ -25,6 +27,8 @@ mod asyncapi;
 pub mod catalog;
 pub mod invoices;
 pub mod orders;
+pub mod payments;
+pub mod shipping;
 
 pub use asyncapi::{Subscriber, asyncapi};
 
@@ -128,7 +132,16 @@ pub fn catalog() -> Vec<CatalogEntry> {
     use catalog as c;
     vec![
         entry::<orders::OrderPlacedV1>("orders"),
+        entry::<orders::OrderConfirmedV1>("orders"),
+        entry::<orders::OrderCancelledV1>("orders"),
+        entry::<payments::ChargePaymentV1>("orders"),
+        entry::<payments::RefundPaymentV1>("orders"),
+        entry::<payments::PaymentSucceededV1>("payments"),
+        entry::<payments::PaymentPendingV1>("payments"),
+        entry::<payments::PaymentFailedV1>("payments"),
+        entry::<payments::PaymentRefundedV1>("payments"),
         entry::<invoices::InvoiceIssuedV1>("invoices"),
+        entry::<shipping::ShipmentScheduledV1>("shipping"),
         entry::<c::OwnerChangedV1>("catalog"),
         entry::<c::CategoryChangedV1>("catalog"),
         entry::<c::ProductChangedV1>("catalog"),
@@ -164,6 +177,30 @@ mod tests {
         assert_eq!(next.correlation_id, first.correlation_id);
         assert_eq!(next.causation_id, Some(first.message_id));
         assert_ne!(next.message_id, first.message_id);
+    }
+
+    #[test]
+    fn a_shipment_dates_its_delivery_as_a_plain_date() {
+        let s = shipping::ShipmentScheduledV1 {
+            shipment_id: Uuid::nil(),
+            order_id: Uuid::nil(),
+            customer_id: Uuid::nil(),
+            carrier: "correios".into(),
+            service: "PAC".into(),
+            tracking_code: "AA123456789BR".into(),
+            estimated_delivery: time::macros::date!(2026 - 11 - 30),
+            scheduled_at: OffsetDateTime::UNIX_EPOCH,
+        };
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(json["estimated_delivery"], "2026-11-30");
+    }
+
+    #[test]
+    fn a_payment_method_is_tagged_by_type() {
+        let card = serde_json::to_value(payments::PaymentMethodV1::Card { token: "tok_visa".into() }).unwrap();
+        assert_eq!(card, serde_json::json!({"type": "card", "token": "tok_visa"}));
+        let pix: payments::PaymentMethodV1 = serde_json::from_str(r#"{"type":"pix"}"#).unwrap();
+        assert_eq!(pix, payments::PaymentMethodV1::Pix);
     }
 
     #[test]

@@ -15,6 +15,7 @@
 //!   outbox, inbox, idempotency keys).
 //! - [`messaging`]: topology, broker handle, outbox + relay, consumer + inbox,
 //!   retries and dead-letter queues, `feira dlq` operations.
+//! - [`resilience`]: circuit breaker, retries with backoff and jitter.
 //! - [`service`]: the [`ServiceSpec`](service::ServiceSpec) a service exports
 //!   and the runtime it gets.
 //! - [`testing`]: a database per service and a namespace per test, cleaned up.
@@ -25,6 +26,7 @@ pub mod db;
 pub mod error;
 pub mod http;
 pub mod messaging;
+pub mod resilience;
 pub mod service;
 pub mod telemetry;
 pub mod testing;

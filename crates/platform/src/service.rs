@@ -30,7 +30,9 @@ pub type RunFuture = Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>>;
 pub struct ServiceSpec {
     pub name: &'static str,
     pub default_port: u16,
-    pub migrator: &'static sqlx::migrate::Migrator,
+    /// The service's migrations; `None` for a stateless target (the
+    /// gateway, a simulator), which gets no database at all.
+    pub migrator: Option<&'static sqlx::migrate::Migrator>,
     /// The service's OpenAPI document, without starting it.
     pub openapi: fn() -> utoipa::openapi::OpenApi,
     /// The service's own `FEIRA_<SERVICE>_*` settings beyond port and
@@ -52,6 +54,8 @@ pub struct Service {
     pub broker: Broker,
     pub shutdown: CancellationToken,
     listener: TcpListener,
+    /// No database: readiness does not check one.
+    stateless: bool,
     tasks: TaskTracker,
     /// Consumers that have not yet declared their queues and started.
     consumers_starting: Arc<AtomicUsize>,
@@ -63,9 +67,13 @@ pub async fn start(spec: &ServiceSpec, config: Arc<Config>, shutdown: Cancellati
     // Install the recorder first, so metrics touched while starting count.
     crate::http::metrics_handle();
     let sc = config.service(spec.name)?;
-    let db = crate::db::connect(&sc.database, config.database_max_connections, spec.migrator)
-        .await
-        .with_context(|| format!("prepare the {} database", spec.name))?;
+    let db = match spec.migrator {
+        Some(migrator) => crate::db::connect(&sc.database, config.database_max_connections, migrator)
+            .await
+            .with_context(|| format!("prepare the {} database", spec.name))?,
+        // Never connected: a stateless service must not use it.
+        None => crate::db::pool(&sc.database, 1),
+    };
     let db_read = match &sc.read_database {
         Some(replica) => crate::db::pool(replica, config.database_max_connections),
         None => db.clone(),
@@ -85,6 +93,7 @@ pub async fn start(spec: &ServiceSpec, config: Arc<Config>, shutdown: Cancellati
         broker,
         shutdown,
         listener,
+        stateless: spec.migrator.is_none(),
         tasks: TaskTracker::new(),
         consumers_starting: Arc::new(AtomicUsize::new(0)),
     })
@@ -153,19 +162,22 @@ impl Service {
         let db = self.db.clone();
         let broker = self.broker.clone();
         let starting = self.consumers_starting.clone();
+        let stateless = self.stateless;
         let ready: crate::http::ReadyCheck = Arc::new(move || {
             let db = db.clone();
             let broker = broker.clone();
             let starting = starting.clone();
             Box::pin(async move {
                 let timeout = std::time::Duration::from_secs(2);
-                let db_ok =
-                    matches!(tokio::time::timeout(timeout, sqlx::query("SELECT 1").execute(&db)).await, Ok(Ok(_)));
+                let db_ok = stateless
+                    || matches!(tokio::time::timeout(timeout, sqlx::query("SELECT 1").execute(&db)).await, Ok(Ok(_)));
                 let broker_ok = tokio::time::timeout(timeout, broker.is_ready()).await.unwrap_or(false);
                 let consumers_ok = starting.load(Ordering::Acquire) == 0;
                 let state = |ok: bool, bad: &str| serde_json::Value::from(if ok { "ok" } else { bad });
                 let mut checks = serde_json::Map::new();
-                checks.insert("database".into(), state(db_ok, "unreachable"));
+                if !stateless {
+                    checks.insert("database".into(), state(db_ok, "unreachable"));
+                }
                 checks.insert("broker".into(), state(broker_ok, "unreachable"));
                 checks.insert("consumers".into(), state(consumers_ok, "starting"));
                 // A broker outage is survivable (the outbox keeps what is

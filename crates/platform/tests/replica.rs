@@ -19,7 +19,7 @@ fn run(_: Service) -> RunFuture {
 const SPEC: ServiceSpec = ServiceSpec {
     name: "replica-probe",
     default_port: 0,
-    migrator: &NO_MIGRATIONS,
+    migrator: Some(&NO_MIGRATIONS),
     openapi: utoipa::openapi::OpenApi::default,
     vars: &[],
     consumers: &[],

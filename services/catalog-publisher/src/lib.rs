@@ -88,7 +88,7 @@ pub const VARS: &[Var] = &[
 pub const SPEC: ServiceSpec = ServiceSpec {
     name: "catalog-publisher",
     default_port: 8113,
-    migrator: &MIGRATOR,
+    migrator: Some(&MIGRATOR),
     openapi,
     vars: VARS,
     consumers: &[events::CONSUMER],

@@ -101,7 +101,7 @@ pub const RESERVATION_TTL: Var = Var {
 pub const SPEC: ServiceSpec = ServiceSpec {
     name: "catalog",
     default_port: 8104,
-    migrator: &MIGRATOR,
+    migrator: Some(&MIGRATOR),
     openapi,
     vars: &[RESERVATION_TTL],
     consumers: &[

@@ -32,7 +32,7 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 pub const SPEC: ServiceSpec = ServiceSpec {
     name: "invoices",
     default_port: 8108,
-    migrator: &MIGRATOR,
+    migrator: Some(&MIGRATOR),
     openapi,
     vars: &[],
     consumers: &[events::order_placed::CONSUMER],

@@ -29,8 +29,15 @@ use utoipa_axum::router::OpenApiRouter;
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
-pub const SPEC: ServiceSpec =
-    ServiceSpec { name: "orders", default_port: 8106, migrator: &MIGRATOR, openapi, vars: &[], consumers: &[], run };
+pub const SPEC: ServiceSpec = ServiceSpec {
+    name: "orders",
+    default_port: 8106,
+    migrator: Some(&MIGRATOR),
+    openapi,
+    vars: &[],
+    consumers: &[],
+    run,
+};
 
 #[derive(Clone)]
 pub struct AppState {

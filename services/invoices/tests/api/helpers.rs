@@ -255,8 +255,20 @@ pub fn install_telemetry() {
 pub fn order(customer: Uuid) -> OrderPlacedV1 {
     let q = i32::from(Uuid::new_v4().as_bytes()[0] % 5) + 1;
     let lines = vec![
-        OrderLineV1 { sku: "SKU-A".into(), quantity: q, unit_price_cents: 1990, line_total_cents: 1990 * i64::from(q) },
-        OrderLineV1 { sku: "SKU-B".into(), quantity: 1, unit_price_cents: 350, line_total_cents: 350 },
+        OrderLineV1 {
+            product_id: None,
+            sku: "SKU-A".into(),
+            quantity: q,
+            unit_price_cents: 1990,
+            line_total_cents: 1990 * i64::from(q),
+        },
+        OrderLineV1 {
+            product_id: None,
+            sku: "SKU-B".into(),
+            quantity: 1,
+            unit_price_cents: 350,
+            line_total_cents: 350,
+        },
     ];
     OrderPlacedV1 {
         order_id: Uuid::now_v7(),
@@ -265,6 +277,8 @@ pub fn order(customer: Uuid) -> OrderPlacedV1 {
         total_cents: lines.iter().map(|l| l.line_total_cents).sum(),
         lines,
         placed_at: OffsetDateTime::now_utc(),
+        contact_email: None,
+        shipping: None,
     }
 }
 

@@ -13,6 +13,7 @@ pub fn order_placed(order: &Order) -> OrderPlacedV1 {
             .lines
             .iter()
             .map(|l| OrderLineV1 {
+                product_id: None,
                 sku: l.sku.as_str().to_string(),
                 quantity: l.quantity.get(),
                 unit_price_cents: l.unit_price.get(),
@@ -21,5 +22,7 @@ pub fn order_placed(order: &Order) -> OrderPlacedV1 {
             .collect(),
         total_cents: order.total.get(),
         placed_at: order.created_at,
+        contact_email: None,
+        shipping: None,
     }
 }
