@@ -1,0 +1,1 @@
+//! carrier-sim (being built).

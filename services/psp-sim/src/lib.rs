@@ -1,0 +1,1 @@
+//! psp-sim (being built).

@@ -1,0 +1,1 @@
+//! shipping (being built).
