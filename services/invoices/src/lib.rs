@@ -1,9 +1,11 @@
-//! invoices: issues exactly one invoice (nota fiscal) per placed order.
+//! invoices: issues exactly one invoice (nota fiscal) per confirmed order.
 //!
-//! Consumes `OrderPlacedV1` (queue `invoices.order_placed`); in the
+//! Consumes `OrderConfirmedV1` (queue `invoices.order_confirmed`): only an
+//! order whose saga finished (stock committed, payment captured) is
+//! invoiced, so a placed order that is then cancelled never gets one. In the
 //! consumer's transaction (which also records the message in the inbox) it
-//! takes the next gapless number of the series, stores the invoice and writes
-//! `InvoiceIssuedV1` to the outbox.
+//! takes the next gapless number of the series, stores the invoice (lines,
+//! freight and total) and writes `InvoiceIssuedV1` to the outbox.
 //!
 //! # Layout
 //! - `http/`: `/invoices` routes, DTOs and handlers (no SQL).
@@ -35,7 +37,7 @@ pub const SPEC: ServiceSpec = ServiceSpec {
     migrator: Some(&MIGRATOR),
     openapi,
     vars: &[],
-    consumers: &[events::order_placed::CONSUMER],
+    consumers: &[events::order_confirmed::CONSUMER],
     run,
 };
 
@@ -65,7 +67,7 @@ fn run(svc: Service) -> RunFuture {
         let (api, openapi) = api().split_for_parts();
         let api: Router = api.with_state(AppState { db: svc.db.clone() });
         svc.spawn_outbox_relay();
-        svc.spawn_consumer(events::order_placed::CONSUMER, events::order_placed::OnOrderPlaced);
+        svc.spawn_consumer(events::order_confirmed::CONSUMER, events::order_confirmed::OnOrderConfirmed);
         svc.serve(api, openapi).await
     })
 }

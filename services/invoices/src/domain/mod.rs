@@ -23,6 +23,8 @@ pub struct Invoice {
     pub series: String,
     pub number: i64,
     pub currency: String,
+    /// Freight charged with the order (0 when none); the total is the lines plus this.
+    pub freight_cents: i64,
     pub total_cents: i64,
     pub lines: Vec<InvoiceLine>,
     pub issued_at: OffsetDateTime,
@@ -35,6 +37,7 @@ pub struct InvoiceDraft {
     pub customer_id: Uuid,
     pub currency: String,
     pub lines: Vec<InvoiceLine>,
+    pub freight_cents: i64,
     pub total_cents: i64,
 }
 
@@ -44,19 +47,23 @@ pub enum DraftError {
     NoLines,
     #[error("line {0} is invalid: quantity must be positive and its total must equal quantity x unit price")]
     BadLine(usize),
-    #[error("the order total {stated} is not the sum of its lines {computed}")]
+    #[error("freight {0} is negative")]
+    Freight(i64),
+    #[error("the order total {stated} is not the sum of its lines and freight {computed}")]
     TotalMismatch { stated: i64, computed: i64 },
     #[error("currency {0:?} is not an ISO 4217 code")]
     Currency(String),
 }
 
 impl InvoiceDraft {
-    /// Checks that the order is internally consistent before it is invoiced.
+    /// Checks that the order is internally consistent before it is invoiced:
+    /// its total is the sum of its lines plus the freight.
     pub fn new(
         order_id: Uuid,
         customer_id: Uuid,
         currency: String,
         lines: Vec<InvoiceLine>,
+        freight_cents: i64,
         total_cents: i64,
     ) -> Result<Self, DraftError> {
         if lines.is_empty() {
@@ -73,10 +80,14 @@ impl InvoiceDraft {
             }
             computed = computed.checked_add(l.line_total_cents).ok_or(DraftError::BadLine(i))?;
         }
+        if freight_cents < 0 {
+            return Err(DraftError::Freight(freight_cents));
+        }
+        let computed = computed.checked_add(freight_cents).ok_or(DraftError::Freight(freight_cents))?;
         if computed != total_cents {
             return Err(DraftError::TotalMismatch { stated: total_cents, computed });
         }
-        Ok(InvoiceDraft { order_id, customer_id, currency, lines, total_cents })
+        Ok(InvoiceDraft { order_id, customer_id, currency, lines, freight_cents, total_cents })
     }
 
     /// The invoice, once the series has given it a number. Its time is kept
@@ -90,6 +101,7 @@ impl InvoiceDraft {
             series: series.to_string(),
             number,
             currency: self.currency,
+            freight_cents: self.freight_cents,
             total_cents: self.total_cents,
             lines: self.lines,
             issued_at: now,
@@ -108,25 +120,40 @@ mod tests {
 
     #[test]
     fn a_consistent_order_makes_a_draft() {
-        let d =
-            InvoiceDraft::new(Uuid::nil(), Uuid::nil(), "BRL".into(), vec![line(2, 1990), line(1, 10)], 3990).unwrap();
+        let d = InvoiceDraft::new(Uuid::nil(), Uuid::nil(), "BRL".into(), vec![line(2, 1990), line(1, 10)], 0, 3990)
+            .unwrap();
         let inv = d.issue("1", 7, OffsetDateTime::UNIX_EPOCH);
         assert_eq!((inv.series.as_str(), inv.number, inv.total_cents), ("1", 7, 3990));
     }
 
     #[test]
-    fn an_inconsistent_order_is_refused() {
-        assert_eq!(InvoiceDraft::new(Uuid::nil(), Uuid::nil(), "BRL".into(), vec![], 0), Err(DraftError::NoLines));
+    fn the_total_of_an_order_with_freight_includes_it() {
+        let d = InvoiceDraft::new(Uuid::nil(), Uuid::nil(), "BRL".into(), vec![line(2, 1990)], 1500, 5480).unwrap();
+        let inv = d.issue("1", 1, OffsetDateTime::UNIX_EPOCH);
+        assert_eq!((inv.freight_cents, inv.total_cents), (1500, 5480));
         assert!(matches!(
-            InvoiceDraft::new(Uuid::nil(), Uuid::nil(), "BRL".into(), vec![line(1, 5)], 6),
+            InvoiceDraft::new(Uuid::nil(), Uuid::nil(), "BRL".into(), vec![line(2, 1990)], 1500, 3980),
+            Err(DraftError::TotalMismatch { .. })
+        ));
+        assert_eq!(
+            InvoiceDraft::new(Uuid::nil(), Uuid::nil(), "BRL".into(), vec![line(2, 1990)], -1, 3979),
+            Err(DraftError::Freight(-1))
+        );
+    }
+
+    #[test]
+    fn an_inconsistent_order_is_refused() {
+        assert_eq!(InvoiceDraft::new(Uuid::nil(), Uuid::nil(), "BRL".into(), vec![], 0, 0), Err(DraftError::NoLines));
+        assert!(matches!(
+            InvoiceDraft::new(Uuid::nil(), Uuid::nil(), "BRL".into(), vec![line(1, 5)], 0, 6),
             Err(DraftError::TotalMismatch { .. })
         ));
         let mut bad = line(2, 5);
         bad.line_total_cents = 11;
         assert_eq!(
-            InvoiceDraft::new(Uuid::nil(), Uuid::nil(), "BRL".into(), vec![bad], 11),
+            InvoiceDraft::new(Uuid::nil(), Uuid::nil(), "BRL".into(), vec![bad], 0, 11),
             Err(DraftError::BadLine(0))
         );
-        assert!(InvoiceDraft::new(Uuid::nil(), Uuid::nil(), "brl".into(), vec![line(1, 5)], 5).is_err());
+        assert!(InvoiceDraft::new(Uuid::nil(), Uuid::nil(), "brl".into(), vec![line(1, 5)], 0, 5).is_err());
     }
 }

@@ -1,6 +1,6 @@
 //! Consumed messages (one handler per file) and published-event mappers.
 
-pub mod order_placed;
+pub mod order_confirmed;
 
 use contracts::invoices::InvoiceIssuedV1;
 

@@ -29,6 +29,8 @@ pub struct InvoiceResponse {
     /// Gapless within the series.
     pub number: i64,
     pub currency: String,
+    /// Freight charged with the order; `total_cents` is the lines plus this.
+    pub freight_cents: i64,
     pub total_cents: i64,
     pub lines: Vec<InvoiceLineResponse>,
     #[serde(with = "time::serde::rfc3339")]
@@ -53,6 +55,7 @@ impl From<&Invoice> for InvoiceResponse {
             series: i.series.clone(),
             number: i.number,
             currency: i.currency.clone(),
+            freight_cents: i.freight_cents,
             total_cents: i.total_cents,
             lines: i
                 .lines

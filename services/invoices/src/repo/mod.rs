@@ -28,8 +28,8 @@ pub async fn invoice_exists_for_order(conn: &mut PgConnection, order_id: Uuid) -
 #[tracing::instrument(skip_all, fields(invoice_id = %inv.id, order_id = %inv.order_id))]
 pub async fn insert_invoice(conn: &mut PgConnection, inv: &Invoice) -> sqlx::Result<()> {
     sqlx::query(
-        "INSERT INTO invoices (id, order_id, customer_id, series, number, currency, total_cents, issued_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        "INSERT INTO invoices (id, order_id, customer_id, series, number, currency, freight_cents, total_cents, issued_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(inv.id)
     .bind(inv.order_id)
@@ -37,6 +37,7 @@ pub async fn insert_invoice(conn: &mut PgConnection, inv: &Invoice) -> sqlx::Res
     .bind(&inv.series)
     .bind(inv.number)
     .bind(&inv.currency)
+    .bind(inv.freight_cents)
     .bind(inv.total_cents)
     .bind(inv.issued_at)
     .execute(&mut *conn)
@@ -69,6 +70,7 @@ struct Row {
     series: String,
     number: i64,
     currency: String,
+    freight_cents: i64,
     total_cents: i64,
     issued_at: OffsetDateTime,
 }
@@ -96,7 +98,7 @@ pub async fn list_invoices(
     limit: i64,
 ) -> sqlx::Result<Vec<Invoice>> {
     let rows: Vec<Row> = sqlx::query_as(
-        "SELECT id, order_id, customer_id, series, number, currency, total_cents, issued_at
+        "SELECT id, order_id, customer_id, series, number, currency, freight_cents, total_cents, issued_at
            FROM invoices
           WHERE ($1::uuid IS NULL OR id = $1)
             AND ($2::uuid IS NULL OR order_id = $2)
@@ -138,6 +140,7 @@ pub async fn list_invoices(
             series: r.series,
             number: r.number,
             currency: r.currency.trim().to_string(),
+            freight_cents: r.freight_cents,
             total_cents: r.total_cents,
             issued_at: r.issued_at,
         })

@@ -1,11 +1,12 @@
 //! A running invoices service on a private database and broker namespace,
-//! and the few operations the tests need: publish orders the way the orders
-//! relay does, read invoices over HTTP and SQL, look at the dead-letter queue.
+//! and the few operations the tests need: publish confirmed orders the way
+//! the orders relay does, read invoices over HTTP and SQL, look at the
+//! dead-letter queue.
 
 use std::sync::OnceLock;
 
 use contracts::Envelope;
-use contracts::orders::{OrderLineV1, OrderPlacedV1};
+use contracts::orders::{AddressV1, OrderConfirmedV1, OrderLineV1, ShippingV1};
 use platform::config::LogFormat;
 use platform::messaging::Broker;
 use platform::messaging::dlq::{self, DeadLetter};
@@ -29,6 +30,7 @@ pub struct InvoiceDto {
     pub series: String,
     pub number: i64,
     pub currency: String,
+    pub freight_cents: i64,
     pub total_cents: i64,
     pub lines: Vec<LineDto>,
     #[serde(with = "time::serde::rfc3339")]
@@ -104,7 +106,7 @@ impl Harness {
         assert!(self.svc.is_none(), "the service is already running");
         let svc = self.env.spawn(&invoices::SPEC).await.expect("start invoices");
         self.svc = Some(svc);
-        let queue = self.broker.topology().queue(invoices::events::order_placed::CONSUMER.name);
+        let queue = self.broker.topology().queue(invoices::events::order_confirmed::CONSUMER.name);
         let svc = self.svc.as_ref().expect("the service is running");
         svc.wait_consuming(&self.broker, &queue, WAIT).await;
     }
@@ -146,15 +148,15 @@ impl Harness {
     }
 
     /// Publishes `envelope` as the orders relay does and waits for the confirm.
-    pub async fn publish(&self, envelope: &Envelope<OrderPlacedV1>) {
+    pub async fn publish<T: contracts::Message>(&self, envelope: &Envelope<T>) {
         testing::publish(&self.broker, envelope).await;
     }
 
-    /// Publishes any body with the properties and routing key of an order.
+    /// Publishes any body with the properties and routing key of a confirmed order.
     pub async fn publish_raw(&self, message_id: &str, message_type: &str, body: &[u8]) {
         testing::publish_raw(
             &self.broker,
-            <OrderPlacedV1 as contracts::Message>::ROUTING_KEY,
+            <OrderConfirmedV1 as contracts::Message>::ROUTING_KEY,
             message_id,
             message_type,
             body,
@@ -162,8 +164,8 @@ impl Harness {
         .await;
     }
 
-    /// Publishes a fresh order and returns its envelope.
-    pub async fn place(&self) -> Envelope<OrderPlacedV1> {
+    /// Publishes a fresh confirmed order and returns its envelope.
+    pub async fn confirm(&self) -> Envelope<OrderConfirmedV1> {
         let e = Envelope::new(order(Uuid::now_v7()));
         self.publish(&e).await;
         e
@@ -209,17 +211,17 @@ impl Harness {
         .await;
     }
 
-    /// Publishes a fresh order and waits for its invoice: the consumer takes
+    /// Publishes a fresh confirmed order and waits for its invoice: the consumer takes
     /// its queue in order, so everything published before has been applied
     /// (committed, or rolled back on its way to a retry or dead-letter queue,
     /// which may still take a moment) by then.
     pub async fn barrier(&self) {
-        let e = self.place().await;
+        let e = self.confirm().await;
         self.wait_invoiced(&[e.payload.order_id]).await;
     }
 
     pub async fn dead_letters(&self) -> Vec<DeadLetter> {
-        dlq::list(&self.broker, &[invoices::events::order_placed::CONSUMER], 100).await.expect("list the DLQ")
+        dlq::list(&self.broker, &[invoices::events::order_confirmed::CONSUMER], 100).await.expect("list the DLQ")
     }
 
     /// Waits until the DLQ holds exactly `n` messages and returns them.
@@ -228,7 +230,7 @@ impl Harness {
         eventually(WAIT, &format!("{n} messages in the DLQ"), || {
             let broker = broker.clone();
             async move {
-                let l = dlq::list(&broker, &[invoices::events::order_placed::CONSUMER], 100).await.ok()?;
+                let l = dlq::list(&broker, &[invoices::events::order_confirmed::CONSUMER], 100).await.ok()?;
                 (l.len() == n).then_some(l)
             }
         })
@@ -251,8 +253,8 @@ pub fn install_telemetry() {
     GUARD.get_or_init(|| telemetry::init("invoices-test", LogFormat::Json).ok());
 }
 
-/// A consistent order of `customer` with two lines.
-pub fn order(customer: Uuid) -> OrderPlacedV1 {
+/// A consistent confirmed order of `customer` with two lines and freight.
+pub fn order(customer: Uuid) -> OrderConfirmedV1 {
     let q = i32::from(Uuid::new_v4().as_bytes()[0] % 5) + 1;
     let lines = vec![
         OrderLineV1 {
@@ -270,25 +272,28 @@ pub fn order(customer: Uuid) -> OrderPlacedV1 {
             line_total_cents: 350,
         },
     ];
-    OrderPlacedV1 {
+    let freight_cents = 1500;
+    OrderConfirmedV1 {
         order_id: Uuid::now_v7(),
         customer_id: customer,
         currency: "BRL".into(),
-        total_cents: lines.iter().map(|l| l.line_total_cents).sum(),
+        total_cents: lines.iter().map(|l| l.line_total_cents).sum::<i64>() + freight_cents,
         lines,
-        placed_at: OffsetDateTime::now_utc(),
+        payment_id: Uuid::now_v7(),
         contact_email: None,
-        shipping: None,
+        shipping: Some(ShippingV1 { quote_id: Uuid::now_v7(), freight_cents, address: AddressV1::example() }),
+        confirmed_at: OffsetDateTime::now_utc(),
     }
 }
 
 /// Asserts that `inv` is the invoice of `order`, numbered `number` in series "1".
-pub fn assert_invoice_matches(inv: &InvoiceDto, order: &OrderPlacedV1, number: i64) {
+pub fn assert_invoice_matches(inv: &InvoiceDto, order: &OrderConfirmedV1, number: i64) {
     assert_eq!(inv.order_id, order.order_id);
     assert_eq!(inv.customer_id, order.customer_id);
     assert_eq!(inv.series, "1");
     assert_eq!(inv.number, number);
     assert_eq!(inv.currency, order.currency);
+    assert_eq!(inv.freight_cents, order.shipping.as_ref().map_or(0, |s| s.freight_cents));
     assert_eq!(inv.total_cents, order.total_cents);
     let lines: Vec<LineDto> = order
         .lines

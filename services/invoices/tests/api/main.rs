@@ -1,14 +1,15 @@
 //! Integration tests of the invoices service against the real PostgreSQL and
 //! RabbitMQ: each test gets its own database and broker namespace
 //! ([`platform::testing::TestEnv`]), runs the real service (HTTP, consumer,
-//! outbox relay) and injects `OrderPlacedV1` messages the way the orders relay
-//! publishes them.
+//! outbox relay) and injects `OrderConfirmedV1` messages the way the orders
+//! relay publishes them.
 
 mod helpers;
 
 use std::time::Duration;
 
 use contracts::invoices::InvoiceIssuedV1;
+use contracts::orders::{OrderCancelledV1, OrderPlacedV1};
 use contracts::{Envelope, Message as _};
 use helpers::{As, Harness, InvoiceDto, PageDto, WAIT, assert_invoice_matches, order};
 use platform::messaging::dlq;
@@ -18,23 +19,23 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
-const CONSUMERS: &[platform::messaging::ConsumerSpec] = &[invoices::events::order_placed::CONSUMER];
+const CONSUMERS: &[platform::messaging::ConsumerSpec] = &[invoices::events::order_confirmed::CONSUMER];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_placed_order_gets_one_invoice_that_only_its_customer_and_admins_see() {
+async fn a_confirmed_order_gets_one_invoice_that_only_its_customer_and_admins_see() {
     let h = Harness::start().await;
     let sub = testing::subscribe(&h.broker, &[InvoiceIssuedV1::ROUTING_KEY]).await;
     let customer = Uuid::now_v7();
-    let placed = Envelope::new(order(customer));
-    let order_id = placed.payload.order_id;
-    h.publish(&placed).await;
+    let confirmed = Envelope::new(order(customer));
+    let order_id = confirmed.payload.order_id;
+    h.publish(&confirmed).await;
     h.wait_invoiced(&[order_id]).await;
 
     // The customer sees it, numbered 1 in series "1", equal to the order.
     let mine = h.invoices_of_order(order_id, As::Customer(customer)).await;
     assert_eq!(mine.len(), 1, "{mine:?}");
     let inv = &mine[0];
-    assert_invoice_matches(inv, &placed.payload, 1);
+    assert_invoice_matches(inv, &confirmed.payload, 1);
     let (status, body) = h.get(&format!("/invoices/{}", inv.id), As::Customer(customer)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let one: InvoiceDto = serde_json::from_value(body).expect("an invoice");
@@ -75,8 +76,8 @@ async fn a_placed_order_gets_one_invoice_that_only_its_customer_and_admins_see()
     assert_eq!(routing_key, InvoiceIssuedV1::ROUTING_KEY);
     let issued: Envelope<InvoiceIssuedV1> = serde_json::from_value(envelope).expect("an InvoiceIssuedV1 envelope");
     assert_eq!(issued.message_id, outbox_id);
-    assert_eq!(issued.causation_id, Some(placed.message_id));
-    assert_eq!(issued.correlation_id, placed.correlation_id);
+    assert_eq!(issued.causation_id, Some(confirmed.message_id));
+    assert_eq!(issued.correlation_id, confirmed.correlation_id);
     let expected = InvoiceIssuedV1 {
         invoice_id: inv.id,
         order_id,
@@ -84,7 +85,7 @@ async fn a_placed_order_gets_one_invoice_that_only_its_customer_and_admins_see()
         series: "1".into(),
         number: 1,
         currency: "BRL".into(),
-        total_cents: placed.payload.total_cents,
+        total_cents: confirmed.payload.total_cents,
         issued_at: issued.payload.issued_at,
     };
     assert_eq!(issued.payload, expected);
@@ -127,7 +128,7 @@ async fn the_announced_invoice_time_is_the_stored_one() {
     let h = Harness::start().await;
     let mut orders = Vec::new();
     for _ in 0..5 {
-        orders.push(h.place().await.payload.order_id);
+        orders.push(h.confirm().await.payload.order_id);
     }
     h.wait_invoiced(&orders).await;
     for order_id in orders {
@@ -147,20 +148,20 @@ async fn the_announced_invoice_time_is_the_stored_one() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redelivered_message_or_a_second_message_for_the_order_issues_nothing_more() {
     let h = Harness::start().await;
-    let placed = Envelope::new(order(Uuid::now_v7()));
-    let order_id = placed.payload.order_id;
+    let confirmed = Envelope::new(order(Uuid::now_v7()));
+    let order_id = confirmed.payload.order_id;
 
     // The same message (same message_id) twice.
-    h.publish(&placed).await;
-    h.publish(&placed).await;
+    h.publish(&confirmed).await;
+    h.publish(&confirmed).await;
     h.barrier().await;
     assert_eq!(h.db_invoices_of(order_id).await.len(), 1);
     let inbox = "SELECT count(*) FROM inbox WHERE message_id = $1";
-    assert_eq!(h.count(inbox, placed.message_id).await, 1);
+    assert_eq!(h.count(inbox, confirmed.message_id).await, 1);
 
     // Another message (new message_id) for the same order.
-    let again = Envelope::new(placed.payload.clone());
-    assert_ne!(again.message_id, placed.message_id);
+    let again = Envelope::new(confirmed.payload.clone());
+    assert_ne!(again.message_id, confirmed.message_id);
     h.publish(&again).await;
     h.barrier().await;
     let invoices = h.db_invoices_of(order_id).await;
@@ -175,12 +176,58 @@ async fn a_redelivered_message_or_a_second_message_for_the_order_issues_nothing_
     h.close().await;
 }
 
+/// Issue "no invoice for a cancelled order": an order is invoiced when it is
+/// confirmed, not when it is placed, so an order that is placed and then
+/// cancelled never gets a nota fiscal (nor takes a number).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_placed_order_that_is_cancelled_gets_no_invoice() {
+    let h = Harness::start().await;
+    let sub = testing::subscribe(&h.broker, &[OrderPlacedV1::ROUTING_KEY, OrderCancelledV1::ROUTING_KEY]).await;
+    let customer = Uuid::now_v7();
+    let order_id = Uuid::now_v7();
+    let placed = Envelope::new(OrderPlacedV1 {
+        order_id,
+        customer_id: customer,
+        placed_at: OffsetDateTime::now_utc(),
+        ..OrderPlacedV1::example()
+    });
+    h.publish(&placed).await;
+    let cancelled = Envelope::caused_by(
+        &placed,
+        OrderCancelledV1 {
+            order_id,
+            customer_id: customer,
+            reason: "payment_declined".into(),
+            refund_requested: false,
+            contact_email: None,
+            cancelled_at: OffsetDateTime::now_utc(),
+        },
+    );
+    h.publish(&cancelled).await;
+    // Both messages were on the bus (so their absence below means something).
+    let mut seen = vec![sub.next().await.properties.message_id().as_ref().map(|s| s.to_string())];
+    seen.push(sub.next().await.properties.message_id().as_ref().map(|s| s.to_string()));
+    assert_eq!(seen, vec![Some(placed.message_id.to_string()), Some(cancelled.message_id.to_string())]);
+
+    // A confirmed order published after them is invoiced, numbered 1.
+    h.barrier().await;
+    assert!(h.db_invoices_of(order_id).await.is_empty());
+    assert!(h.invoices_of_order(order_id, As::Admin).await.is_empty());
+    assert!(h.invoices_of_order(order_id, As::Customer(customer)).await.is_empty());
+    assert_eq!(h.numbers().await, vec![1], "the cancelled order took no number");
+    let inbox = "SELECT count(*) FROM inbox WHERE message_id = $1";
+    assert_eq!(h.count(inbox, placed.message_id).await, 0, "invoices does not consume OrderPlacedV1");
+    assert_eq!(h.count(inbox, cancelled.message_id).await, 0);
+    assert!(h.dead_letters().await.is_empty());
+    h.close().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_orders_get_the_numbers_one_to_fifty() {
     let h = Harness::start().await;
     let mut orders = Vec::new();
     for _ in 0..50 {
-        orders.push(h.place().await.payload.order_id);
+        orders.push(h.confirm().await.payload.order_id);
     }
     h.wait_invoiced(&orders).await;
 
@@ -261,7 +308,7 @@ async fn a_failing_order_is_retried_parked_and_replayed_once_fixed_without_block
     h.publish(&poison).await;
     let mut good = Vec::new();
     for _ in 0..5 {
-        good.push(h.place().await.payload.order_id);
+        good.push(h.confirm().await.payload.order_id);
     }
     h.wait_invoiced(&good).await;
 
@@ -269,7 +316,7 @@ async fn a_failing_order_is_retried_parked_and_replayed_once_fixed_without_block
     let parked = h.wait_dead_letters(1).await;
     let dl = &parked[0];
     assert_eq!(dl.message_id, poison.message_id.to_string());
-    assert_eq!(dl.message_type, "orders.order_placed");
+    assert_eq!(dl.message_type, "orders.order_confirmed");
     assert_eq!(dl.attempts, 3, "first try and two retries: {dl:?}");
     assert!(dl.error.contains("simulated fault"), "{}", dl.error);
     assert_eq!(dl.queue, h.broker.topology().queue(CONSUMERS[0].name));
@@ -346,7 +393,7 @@ async fn good_orders_batched_with_a_commit_time_failure_are_not_retried() {
     h.publish(&poison).await;
     let mut good = Vec::new();
     for _ in 0..5 {
-        good.push(h.place().await.payload.order_id);
+        good.push(h.confirm().await.payload.order_id);
     }
     let started = std::time::Instant::now();
     h.spawn().await;
@@ -370,34 +417,34 @@ async fn a_message_that_can_never_be_handled_is_parked_at_once_and_the_rest_flow
 
     // Not JSON at all.
     let garbage_id = Uuid::now_v7();
-    h.publish_raw(&garbage_id.to_string(), "orders.order_placed", b"this is not {json").await;
+    h.publish_raw(&garbage_id.to_string(), "orders.order_confirmed", b"this is not {json").await;
     // A well-formed order whose total is not the sum of its lines.
     let mut bad = order(Uuid::now_v7());
     bad.total_cents += 1;
     let mismatch = Envelope::new(bad);
     h.publish(&mismatch).await;
-    // A valid envelope whose payload is not an OrderPlacedV1.
+    // A valid envelope whose payload is not an OrderConfirmedV1.
     let shapeless_id = Uuid::now_v7();
     let shapeless = serde_json::json!({
         "message_id": shapeless_id,
-        "type": "orders.order_placed",
+        "type": "orders.order_confirmed",
         "version": 1,
         "occurred_at": "2026-01-01T00:00:00Z",
         "correlation_id": shapeless_id,
         "payload": {"order_id": Uuid::now_v7()},
     });
     let body = serde_json::to_vec(&shapeless).expect("json");
-    h.publish_raw(&shapeless_id.to_string(), "orders.order_placed", &body).await;
+    h.publish_raw(&shapeless_id.to_string(), "orders.order_confirmed", &body).await;
 
     // Messages behind them are handled.
-    let after = [h.place().await, h.place().await];
+    let after = [h.confirm().await, h.confirm().await];
     h.wait_invoiced(&after.iter().map(|e| e.payload.order_id).collect::<Vec<_>>()).await;
 
     let parked = h.wait_dead_letters(3).await;
     let expected = [
         (garbage_id, "malformed envelope"),
-        (mismatch.message_id, "is not the sum of its lines"),
-        (shapeless_id, "invalid orders.order_placed payload"),
+        (mismatch.message_id, "is not the sum of its lines and freight"),
+        (shapeless_id, "invalid orders.order_confirmed payload"),
     ];
     for (id, why) in expected {
         let dl = parked
@@ -421,18 +468,18 @@ async fn a_message_that_can_never_be_handled_is_parked_at_once_and_the_rest_flow
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn orders_placed_while_the_service_is_down_are_invoiced_once_after_a_restart() {
+async fn orders_confirmed_while_the_service_is_down_are_invoiced_once_after_a_restart() {
     let mut h = Harness::start().await;
     let mut before = Vec::new();
     for _ in 0..5 {
-        before.push(h.place().await);
+        before.push(h.confirm().await);
     }
     h.wait_invoiced(&before.iter().map(|e| e.payload.order_id).collect::<Vec<_>>()).await;
 
     h.stop().await;
     let mut during = Vec::new();
     for _ in 0..20 {
-        during.push(h.place().await.payload.order_id);
+        during.push(h.confirm().await.payload.order_id);
     }
     // A redelivery of an order handled before the stop.
     h.publish(&before[0]).await;
@@ -506,8 +553,8 @@ async fn no_task_runs_inside_the_consumers_span() {
     // the DLQ, its confirm, the ack) inside its span.
     let mut orders = Vec::new();
     for _ in 0..50 {
-        h.publish_raw(&Uuid::now_v7().to_string(), "orders.order_placed", b"not json").await;
-        orders.push(h.place().await.payload.order_id);
+        h.publish_raw(&Uuid::now_v7().to_string(), "orders.order_confirmed", b"not json").await;
+        orders.push(h.confirm().await.payload.order_id);
     }
     h.wait_invoiced(&orders).await;
     stop.store(true, Ordering::Relaxed);
