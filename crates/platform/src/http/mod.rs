@@ -8,6 +8,7 @@
 //! error, including unknown routes and methods.
 
 pub mod caller;
+pub mod faults;
 pub mod idempotency;
 pub mod json;
 pub mod page;
