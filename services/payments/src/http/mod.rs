@@ -1,0 +1,4 @@
+//! The payments HTTP API.
+
+pub mod payments;
+pub mod webhooks;
