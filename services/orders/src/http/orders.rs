@@ -15,10 +15,17 @@ use uuid::Uuid;
 
 use crate::AppState;
 use crate::app;
-use crate::domain::{Cents, Currency, MAX_LINES, NewOrder, Order, OrderLine, Quantity, Sku};
+use crate::domain::{
+    Address, Cents, Cep, Checkout, Currency, Email, MAX_LINES, NewOrder, Order, OrderLine, PaymentMethod, Quantity,
+    Shipping, Sku, Uf, text,
+};
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(place_order, list_orders)).routes(routes!(get_order))
+    OpenApiRouter::new()
+        .routes(routes!(place_order, list_orders))
+        .routes(routes!(get_order))
+        .routes(routes!(get_timeline))
+        .routes(routes!(cancel_order))
 }
 
 /// A request to place an order.
@@ -30,12 +37,67 @@ pub struct PlaceOrderRequest {
     #[schema(example = "BRL")]
     pub currency: String,
     /// 1 to 100 items.
+    #[serde(alias = "lines")]
     pub items: Vec<OrderItemRequest>,
+    pub shipping: ShippingRequest,
+    pub payment: PaymentRequest,
+    /// Where the order's e-mails go.
+    #[schema(example = "ana@example.com")]
+    pub contact_email: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ShippingRequest {
+    /// The shipping service's quote the customer accepted.
+    pub quote_id: Uuid,
+    /// The quote's price, added to the total.
+    #[schema(example = 1500)]
+    pub freight_cents: i64,
+    pub address: AddressRequest,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddressRequest {
+    #[schema(example = "Ana Souza")]
+    pub recipient: String,
+    #[schema(example = "Avenida Paulista")]
+    pub street: String,
+    #[schema(example = "1000")]
+    pub number: String,
+    #[serde(default)]
+    pub complement: Option<String>,
+    #[schema(example = "Bela Vista")]
+    pub district: String,
+    #[schema(example = "São Paulo")]
+    pub city: String,
+    /// Two-letter UF.
+    #[schema(example = "SP")]
+    pub state: String,
+    /// Eight digits; `01310-100` is accepted.
+    #[schema(example = "01310100")]
+    pub cep: String,
+}
+
+/// A provider card token (`tok_...`) or PIX.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PaymentRequest {
+    /// `card` or `pix`.
+    #[serde(rename = "type")]
+    #[schema(example = "card")]
+    pub kind: String,
+    /// For `card`: the payment provider's token.
+    #[schema(example = "tok_visa")]
+    pub token: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OrderItemRequest {
+    /// The catalog product.
+    pub product_id: Uuid,
     #[schema(example = "ABC-1")]
     pub sku: String,
     /// 1 to 10 000.
@@ -61,29 +123,106 @@ impl TryFrom<PlaceOrderRequest> for NewOrder {
             let qty = errors.check(format!("items[{i}].quantity"), Quantity::parse(item.quantity));
             let price = errors.check(format!("items[{i}].unit_price_cents"), Cents::parse(item.unit_price_cents));
             if let (Some(sku), Some(qty), Some(price)) = (sku, qty, price)
-                && let Some(line) = errors.check(format!("items[{i}]"), OrderLine::new(sku, qty, price))
+                && let Some(line) =
+                    errors.check(format!("items[{i}]"), OrderLine::new(Some(item.product_id), sku, qty, price))
             {
                 lines.push(line);
             }
         }
+        let checkout = checkout(&req, &mut errors);
         errors.into_result()?;
-        let currency = currency.ok_or_else(|| ApiError::invalid(Vec::new()))?;
+        let (Some(currency), Some(checkout)) = (currency, checkout) else {
+            return Err(ApiError::invalid(Vec::new()));
+        };
         let mut errors = FieldErrors::default();
-        let order = errors.check("items", NewOrder::new(req.customer_id, currency, lines));
+        let order = errors.check("items", NewOrder::new(req.customer_id, currency, lines, checkout));
         errors.into_result()?;
         order.ok_or_else(|| ApiError::invalid(Vec::new()))
     }
+}
+
+fn checkout(req: &PlaceOrderRequest, errors: &mut FieldErrors) -> Option<Checkout> {
+    let a = &req.shipping.address;
+    let field = |f: &str| format!("shipping.address.{f}");
+    let recipient = errors.check(field("recipient"), text(&a.recipient, 120));
+    let street = errors.check(field("street"), text(&a.street, 200));
+    let number = errors.check(field("number"), text(&a.number, 20));
+    let complement = match a.complement.as_deref().map(str::trim) {
+        None | Some("") => Some(None),
+        Some(c) => errors.check(field("complement"), text(c, 120)).map(Some),
+    };
+    let district = errors.check(field("district"), text(&a.district, 120));
+    let city = errors.check(field("city"), text(&a.city, 120));
+    let state = errors.check(field("state"), Uf::parse(&a.state));
+    let cep = errors.check(field("cep"), Cep::parse(&a.cep));
+    let freight = errors.check("shipping.freight_cents", Cents::parse(req.shipping.freight_cents));
+    let payment = match (req.payment.kind.as_str(), req.payment.token.as_deref()) {
+        ("card", Some(token)) => errors.check("payment.token", PaymentMethod::card(token)),
+        ("card", None) => {
+            errors.push("payment.token", "a card payment needs the provider's token");
+            None
+        }
+        ("pix", None) => Some(PaymentMethod::Pix),
+        ("pix", Some(_)) => {
+            errors.push("payment.token", "a PIX payment takes no token");
+            None
+        }
+        _ => {
+            errors.push("payment.type", "must be card or pix");
+            None
+        }
+    };
+    let email = errors.check("contact_email", Email::parse(&req.contact_email));
+    Some(Checkout {
+        shipping: Shipping {
+            quote_id: req.shipping.quote_id,
+            freight: freight?,
+            address: Address {
+                recipient: recipient?,
+                street: street?,
+                number: number?,
+                complement: complement?,
+                district: district?,
+                city: city?,
+                state: state?,
+                cep: cep?,
+            },
+        },
+        payment: payment?,
+        contact_email: email?,
+    })
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct OrderResponse {
     pub id: Uuid,
     pub customer_id: Uuid,
+    /// `PENDING`, `CONFIRMED` or `CANCELLED`.
     #[schema(example = "PENDING")]
     pub status: &'static str,
+    /// Why it was cancelled: `out_of_stock`, `payment_declined`,
+    /// `payment_failed`, `timeout` or `customer_request`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cancel_reason: Option<&'static str>,
+    /// What the saga waits for: `reserving_stock`, `charging`,
+    /// `awaiting_pix`, or `done`.
+    pub saga_step: &'static str,
     pub currency: &'static str,
+    pub freight_cents: i64,
+    /// Items plus freight.
     pub total_cents: i64,
     pub items: Vec<OrderItemResponse>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shipping_address: Option<AddressRequest>,
+    /// `card` or `pix`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payment_method: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub contact_email: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payment_id: Option<Uuid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tracking_code: Option<String>,
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub created_at: OffsetDateTime,
@@ -91,6 +230,8 @@ pub struct OrderResponse {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct OrderItemResponse {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub product_id: Option<Uuid>,
     pub sku: String,
     pub quantity: i32,
     pub unit_price_cents: i64,
@@ -99,16 +240,41 @@ pub struct OrderItemResponse {
 
 impl From<&Order> for OrderResponse {
     fn from(o: &Order) -> Self {
+        let c = o.checkout.as_ref();
         OrderResponse {
             id: o.id,
             customer_id: o.customer_id,
-            status: o.status.as_str(),
+            status: o.status().as_str(),
+            cancel_reason: o.saga.cancel_reason.map(|r| r.as_str()),
+            saga_step: o.saga.step.as_str(),
             currency: o.currency.code(),
+            freight_cents: o.freight().get(),
             total_cents: o.total.get(),
+            shipping_address: c.map(|c| {
+                let a = &c.shipping.address;
+                AddressRequest {
+                    recipient: a.recipient.clone(),
+                    street: a.street.clone(),
+                    number: a.number.clone(),
+                    complement: a.complement.clone(),
+                    district: a.district.clone(),
+                    city: a.city.clone(),
+                    state: a.state.as_str().to_string(),
+                    cep: a.cep.as_str().to_string(),
+                }
+            }),
+            payment_method: c.map(|c| match c.payment {
+                PaymentMethod::Card { .. } => "card",
+                PaymentMethod::Pix => "pix",
+            }),
+            contact_email: c.map(|c| c.contact_email.as_str().to_string()),
+            payment_id: o.saga.payment_id,
+            tracking_code: o.saga.tracking_code.clone(),
             items: o
                 .lines
                 .iter()
                 .map(|l| OrderItemResponse {
+                    product_id: l.product_id,
                     sku: l.sku.as_str().to_string(),
                     quantity: l.quantity.get(),
                     unit_price_cents: l.unit_price.get(),
@@ -128,7 +294,8 @@ pub struct OrderPage {
     pub next_cursor: Option<Uuid>,
 }
 
-/// Place an order. It starts `PENDING`; `OrderPlacedV1` is published.
+/// Place an order. It starts `PENDING`; `OrderPlacedV1` is published and
+/// the saga starts (reserve stock, charge, confirm).
 #[utoipa::path(
     post, path = "/orders", tag = "orders",
     request_body = PlaceOrderRequest,
@@ -158,7 +325,7 @@ pub async fn place_order(
     app::authorize_placing(&caller, req.customer_id)?;
     let new = NewOrder::try_from(req)?;
     let key = key.map(|k| k.0.0);
-    let order = app::place_order(&st.db, &caller, new, key.as_deref()).await?;
+    let order = app::place_order(&st.db, &caller, new, key.as_deref(), &st.timeouts).await?;
     Ok(platform::http::created(format!("/orders/{}", order.id), OrderResponse::from(&order)))
 }
 
@@ -203,4 +370,65 @@ pub async fn list_orders(
 ) -> Result<impl IntoResponse, ApiError> {
     let (orders, next_cursor) = app::list_orders(&st.db, &caller, q.customer_id, q.cursor, q.limit).await?;
     Ok(Json(OrderPage { items: orders.iter().map(OrderResponse::from).collect(), next_cursor }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TimelineResponse {
+    pub order_id: Uuid,
+    pub status: &'static str,
+    pub entries: Vec<TimelineEntry>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TimelineEntry {
+    /// `placed`, `reserve_stock`, `charge_payment`, `commit_stock`,
+    /// `release_stock`, `refund_payment`, `shipment`, `confirmed` or
+    /// `cancelled`.
+    pub step: String,
+    pub outcome: String,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub at: OffsetDateTime,
+}
+
+/// Each step of the order's saga with its time and outcome, oldest first.
+#[utoipa::path(
+    get, path = "/orders/{id}/timeline", tag = "orders",
+    params(("id" = Uuid, Path)),
+    responses(
+        (status = 200, description = "the timeline", body = TimelineResponse),
+        (status = 404, description = "no such resource for this caller", body = platform::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn get_timeline(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> Result<Json<TimelineResponse>, ApiError> {
+    let (order, rows) = app::timeline(&st.db, &caller, id).await?;
+    Ok(Json(TimelineResponse {
+        order_id: order.id,
+        status: order.status().as_str(),
+        entries: rows.into_iter().map(|r| TimelineEntry { step: r.step, outcome: r.outcome, at: r.at }).collect(),
+    }))
+}
+
+/// Cancel the order (until it ships): the stock is released and the
+/// payment refunded or voided. Cancelling a cancelled order changes nothing.
+#[utoipa::path(
+    post, path = "/orders/{id}/cancel", tag = "orders",
+    params(("id" = Uuid, Path)),
+    responses(
+        (status = 200, description = "the cancelled order", body = OrderResponse),
+        (status = 404, description = "no such resource for this caller", body = platform::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "the order has already shipped", body = platform::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn cancel_order(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> Result<Json<OrderResponse>, ApiError> {
+    let order = app::cancel_order(&st.db, &caller, id).await?;
+    Ok(Json(OrderResponse::from(&order)))
 }

@@ -77,6 +77,14 @@ impl TestApp {
     }
 
     /// Rows in one of the service's tables.
+    /// How many `OrderPlacedV1` are in the outbox.
+    pub async fn announced(&self) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM outbox WHERE message_type = 'orders.order_placed'")
+            .fetch_one(&self.db)
+            .await
+            .expect("count the announcements")
+    }
+
     pub async fn count(&self, table: &str) -> i64 {
         assert!(["orders", "order_lines", "outbox", "idempotency_keys"].contains(&table), "unexpected table {table}");
         sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
@@ -163,12 +171,33 @@ impl Caller {
     }
 }
 
-/// The order of the issue: 2 × ABC-1 at 19.90 BRL.
+/// The order of the issue: 2 × ABC-1 at 19.90 BRL, free shipping, by card.
 pub fn valid_order(customer_id: Uuid) -> Value {
+    order_with(customer_id, "BRL", json!([{"sku": "ABC-1", "quantity": 2, "unit_price_cents": 1990}]))
+}
+
+/// An order of `items` (each given a product id unless it has one or is not
+/// an object) with a valid checkout: address, free shipping, card, e-mail.
+pub fn order_with(customer_id: impl serde::Serialize, currency: impl serde::Serialize, mut items: Value) -> Value {
+    if let Some(items) = items.as_array_mut() {
+        for item in items.iter_mut().filter_map(Value::as_object_mut) {
+            item.entry("product_id").or_insert_with(|| json!(Uuid::new_v4()));
+        }
+    }
     json!({
         "customer_id": customer_id,
-        "currency": "BRL",
-        "items": [{"sku": "ABC-1", "quantity": 2, "unit_price_cents": 1990}]
+        "currency": currency,
+        "items": items,
+        "shipping": {
+            "quote_id": Uuid::nil(),
+            "freight_cents": 0,
+            "address": {
+                "recipient": "Ana Souza", "street": "Avenida Paulista", "number": "1000",
+                "district": "Bela Vista", "city": "São Paulo", "state": "SP", "cep": "01310-100"
+            }
+        },
+        "payment": {"type": "card", "token": "tok_visa"},
+        "contact_email": "ana@example.com"
     })
 }
 
