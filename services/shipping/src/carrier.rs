@@ -192,7 +192,13 @@ async fn read<T: serde::de::DeserializeOwned>(res: reqwest::Response, want: u16)
     match status {
         400..=499 if status != 408 && status != 429 => {
             let message = serde_json::from_slice::<ErrorAnswer>(&bytes)
-                .map(|e| if e.error.kind.is_empty() { e.error.message } else { format!("{}: {}", e.error.kind, e.error.message) })
+                .map(|e| {
+                    if e.error.kind.is_empty() {
+                        e.error.message
+                    } else {
+                        format!("{}: {}", e.error.kind, e.error.message)
+                    }
+                })
                 .unwrap_or(text);
             Err(CarrierError::Refused { status, message })
         }

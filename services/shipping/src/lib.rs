@@ -74,11 +74,7 @@ pub const VARS: &[Var] = &[
         default: "10s",
         help: "how long the carrier breaker stays open before a probe call may close it",
     },
-    Var {
-        name: "FEIRA_SHIPPING_ORIGIN_CEP",
-        default: "01310100",
-        help: "CEP the parcels ship from",
-    },
+    Var { name: "FEIRA_SHIPPING_ORIGIN_CEP", default: "01310100", help: "CEP the parcels ship from" },
     Var { name: "FEIRA_SHIPPING_QUOTE_TTL", default: "30m", help: "how long a quote is valid (then GET answers 410)" },
     Var {
         name: "FEIRA_SHIPPING_BOOKING_INTERVAL",

@@ -27,13 +27,13 @@ pub const CARRIER: &str = "correios";
 pub struct Cep(String);
 
 impl Cep {
-    /// Accepts `01310100` or `01310-100` (one hyphen, anywhere the digits
-    /// stay eight); rejects all zeros.
+    /// Accepts `01310100` or `01310-100` (one hyphen, after the fifth
+    /// digit, where a CEP has it); rejects all zeros.
     pub fn parse(raw: &str) -> Result<Cep, DomainError> {
         let raw = raw.trim();
         let digits = match raw.split_once('-') {
-            Some((a, b)) if !b.contains('-') => format!("{a}{b}"),
-            Some(_) => return Err(DomainError("a CEP has eight digits and at most one hyphen".into())),
+            Some((a, b)) if a.len() == 5 && !b.contains('-') => format!("{a}{b}"),
+            Some(_) => return Err(DomainError("a CEP is written 01310-100 or 01310100".into())),
             None => raw.to_string(),
         };
         if digits.len() != 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
@@ -147,9 +147,8 @@ pub fn total_weight(items: &[Parcel]) -> Result<i64, DomainError> {
     if items.is_empty() {
         return Err(DomainError("at least one item is needed".into()));
     }
-    let total = items
-        .iter()
-        .try_fold(0i64, |acc, p| p.quantity.checked_mul(p.weight_grams).and_then(|w| acc.checked_add(w)));
+    let total =
+        items.iter().try_fold(0i64, |acc, p| p.quantity.checked_mul(p.weight_grams).and_then(|w| acc.checked_add(w)));
     match total {
         Some(t) if t <= MAX_WEIGHT_GRAMS => Ok(t),
         _ => Err(DomainError(format!("the parcel weighs more than {MAX_WEIGHT_GRAMS} grams"))),
@@ -224,7 +223,9 @@ mod tests {
         assert_eq!(Cep::parse("01310-100").unwrap().as_str(), "01310100");
         assert_eq!(Cep::parse("01310100").unwrap().as_str(), "01310100");
         assert_eq!(Cep::parse(" 90010-000 ").unwrap().region(), 9);
-        for bad in ["", "0131010", "013101000", "01310--100", "0131-0-100", "01310-10a", "00000-000", "00000000"] {
+        for bad in
+            ["", "0131010", "013101000", "01310--100", "0131-0-100", "0131-0100", "01310-10a", "00000-000", "00000000"]
+        {
             assert!(Cep::parse(bad).is_err(), "{bad:?}");
         }
     }

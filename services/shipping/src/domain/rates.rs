@@ -113,6 +113,9 @@ mod tests {
     #[test]
     fn weights_past_the_table_use_its_heaviest_band() {
         let dest = cep("30130-000");
-        assert_eq!(fallback_rate(&dest, CarrierService::Pac, 31_000), fallback_rate(&dest, CarrierService::Pac, 30_000));
+        assert_eq!(
+            fallback_rate(&dest, CarrierService::Pac, 31_000),
+            fallback_rate(&dest, CarrierService::Pac, 30_000)
+        );
     }
 }

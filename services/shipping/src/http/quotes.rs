@@ -63,7 +63,8 @@ impl TryFrom<QuoteRequestDto> for QuoteRequest {
                 parcels.push(Parcel { quantity, weight_grams });
             }
         }
-        let weight = if parcels.len() == req.items.len() { errors.check("items", domain::total_weight(&parcels)) } else { None };
+        let weight =
+            if parcels.len() == req.items.len() { errors.check("items", domain::total_weight(&parcels)) } else { None };
         errors.into_result()?;
         match (destination, service, weight) {
             (Some(destination), Some(service), Some(weight_grams)) => {

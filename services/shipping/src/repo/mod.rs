@@ -212,8 +212,7 @@ pub async fn insert_shipment(conn: &mut PgConnection, s: &Shipment) -> sqlx::Res
 /// The order's shipment, locked until the transaction ends.
 pub async fn lock_shipment_of_order(conn: &mut PgConnection, order_id: Uuid) -> sqlx::Result<Option<Shipment>> {
     let sql = format!("SELECT {SHIPMENT_COLUMNS} FROM shipments WHERE order_id = $1 FOR UPDATE");
-    let row: Option<ShipmentRow> =
-        sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(order_id).fetch_optional(conn).await?;
+    let row: Option<ShipmentRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(order_id).fetch_optional(conn).await?;
     row.map(Shipment::try_from).transpose()
 }
 
