@@ -1,0 +1,200 @@
+//! Access tokens: EdDSA (Ed25519) JWTs issued by identity, verified against
+//! its JWKS.
+//!
+//! The key set is cached by `kid`. A token with a `kid` the cache does not
+//! know makes the gateway fetch the JWKS again (at most once per
+//! `min_refetch`, one fetch at a time), so a key identity just started
+//! signing with works at once; a background loop also refreshes it every
+//! `refresh`, so a key identity removed stops verifying. Only `alg: EdDSA`
+//! is accepted: `none`, HMAC with the public key as secret (algorithm
+//! confusion) and any other algorithm are refused before any key is used.
+//! Denylisted (logged-out) tokens are checked in Redis by [`crate::limits`].
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::Deserialize;
+use uuid::Uuid;
+
+/// Who the token says the caller is.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Claims {
+    pub sub: Uuid,
+    #[serde(default)]
+    pub roles: Vec<String>,
+    pub jti: String,
+    pub exp: u64,
+}
+
+/// Why a token was refused (logged; the client only learns "invalid_token").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("malformed token")]
+    Malformed,
+    #[error("algorithm not accepted")]
+    Algorithm,
+    #[error("unknown signing key")]
+    UnknownKey,
+    #[error("bad signature")]
+    Signature,
+    #[error("token expired")]
+    Expired,
+    #[error("wrong issuer")]
+    Issuer,
+    #[error("wrong audience")]
+    Audience,
+    #[error("token revoked")]
+    Revoked,
+    #[error("claims invalid")]
+    Claims,
+}
+
+impl TokenError {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenError::Malformed => "malformed",
+            TokenError::Algorithm => "algorithm",
+            TokenError::UnknownKey => "unknown_kid",
+            TokenError::Signature => "signature",
+            TokenError::Expired => "expired",
+            TokenError::Issuer => "issuer",
+            TokenError::Audience => "audience",
+            TokenError::Revoked => "revoked",
+            TokenError::Claims => "claims",
+        }
+    }
+}
+
+pub struct VerifierConfig {
+    pub jwks_url: String,
+    pub issuer: String,
+    pub audience: String,
+    pub min_refetch: Duration,
+}
+
+/// Verifies access tokens; clones share the key cache.
+#[derive(Clone)]
+pub struct Verifier {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    jwks_url: String,
+    http: reqwest::Client,
+    keys: RwLock<HashMap<String, DecodingKey>>,
+    validation: Validation,
+    min_refetch: Duration,
+    /// When the key set was last fetched (successfully or not); held while
+    /// fetching, so concurrent misses make one request.
+    last_fetch: tokio::sync::Mutex<Option<Instant>>,
+}
+
+impl Verifier {
+    pub fn new(cfg: VerifierConfig, http: reqwest::Client) -> Self {
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        validation.algorithms = vec![Algorithm::EdDSA];
+        validation.set_issuer(&[&cfg.issuer]);
+        validation.set_audience(&[&cfg.audience]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        validation.leeway = 30;
+        Verifier {
+            inner: Arc::new(Inner {
+                jwks_url: cfg.jwks_url,
+                http,
+                keys: RwLock::new(HashMap::new()),
+                validation,
+                min_refetch: cfg.min_refetch,
+                last_fetch: tokio::sync::Mutex::new(None),
+            }),
+        }
+    }
+
+    /// Checks the token's algorithm, key, signature and claims.
+    pub async fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
+        if header.alg != Algorithm::EdDSA {
+            return Err(TokenError::Algorithm);
+        }
+        let kid = header.kid.ok_or(TokenError::UnknownKey)?;
+        if let Some(result) = self.verify_with_cached(&kid, token) {
+            return result;
+        }
+        self.refetch().await;
+        self.verify_with_cached(&kid, token).unwrap_or(Err(TokenError::UnknownKey))
+    }
+
+    fn verify_with_cached(&self, kid: &str, token: &str) -> Option<Result<Claims, TokenError>> {
+        let keys = self.inner.keys.read().unwrap_or_else(|p| p.into_inner());
+        let key = keys.get(kid)?;
+        Some(jsonwebtoken::decode::<Claims>(token, key, &self.inner.validation).map(|d| d.claims).map_err(|e| {
+            use jsonwebtoken::errors::ErrorKind as K;
+            match e.kind() {
+                K::InvalidSignature => TokenError::Signature,
+                K::ExpiredSignature => TokenError::Expired,
+                K::InvalidIssuer => TokenError::Issuer,
+                K::InvalidAudience => TokenError::Audience,
+                K::InvalidAlgorithm | K::InvalidAlgorithmName => TokenError::Algorithm,
+                K::MissingRequiredClaim(_) | K::Json(_) | K::ImmatureSignature => TokenError::Claims,
+                _ => TokenError::Malformed,
+            }
+        }))
+    }
+
+    /// Fetches the key set unless one was fetched less than `min_refetch` ago.
+    async fn refetch(&self) {
+        let mut last = self.inner.last_fetch.lock().await;
+        if last.is_some_and(|at| at.elapsed() < self.inner.min_refetch) {
+            return;
+        }
+        *last = Some(Instant::now());
+        if let Err(e) = self.fetch().await {
+            tracing::warn!(url = %self.inner.jwks_url, error = format!("{e:#}"), "jwks fetch failed");
+        }
+    }
+
+    /// Replaces the cached keys with the JWKS's Ed25519 signing keys.
+    pub async fn fetch(&self) -> anyhow::Result<usize> {
+        let res = self.inner.http.get(&self.inner.jwks_url).timeout(Duration::from_secs(3)).send().await?;
+        let set: JwkSet = res.error_for_status()?.json().await?;
+        let mut keys = HashMap::new();
+        for jwk in &set.keys {
+            let (Some(kid), AlgorithmParameters::OctetKeyPair(okp)) = (&jwk.common.key_id, &jwk.algorithm) else {
+                continue;
+            };
+            if okp.curve != EllipticCurve::Ed25519 {
+                continue;
+            }
+            match DecodingKey::from_jwk(jwk) {
+                Ok(k) => {
+                    keys.insert(kid.clone(), k);
+                }
+                Err(e) => tracing::warn!(kid, error = %e, "jwks key skipped"),
+            }
+        }
+        let n = keys.len();
+        *self.inner.keys.write().unwrap_or_else(|p| p.into_inner()) = keys;
+        metrics::counter!("gateway_jwks_fetches_total").increment(1);
+        Ok(n)
+    }
+
+    /// Refreshes the key set every `every` until `stop` is cancelled.
+    pub async fn refresh_loop(self, every: Duration, stop: tokio_util::sync::CancellationToken) {
+        loop {
+            {
+                let mut last = self.inner.last_fetch.lock().await;
+                *last = Some(Instant::now());
+                match self.fetch().await {
+                    Ok(n) => tracing::debug!(keys = n, "jwks refreshed"),
+                    Err(e) => tracing::warn!(url = %self.inner.jwks_url, error = format!("{e:#}"), "jwks fetch failed"),
+                }
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(every) => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,398 @@
+//! The catch-all handler: match a route, authenticate, rate-limit, forward
+//! with retries and circuit breakers, and answer.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http_body_util::BodyExt as _;
+use platform::error::Problem;
+
+use crate::auth::{Claims, TokenError, Verifier};
+use crate::budget::RetryBudget;
+use crate::limits::{Limits, Rate};
+use crate::routes::{Auth, Match, Route, Table};
+
+/// Everything a request needs; one per gateway.
+pub struct Gateway {
+    pub table: Table,
+    pub verifier: Verifier,
+    pub limits: Limits,
+    pub budget: RetryBudget,
+    pub client: reqwest::Client,
+    pub body_limit: usize,
+}
+
+static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+static USER_ID: HeaderName = HeaderName::from_static("x-feira-user-id");
+static ROLES: HeaderName = HeaderName::from_static("x-feira-roles");
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+
+/// What the access log and the metrics record of one request.
+struct Outcome {
+    route: String,
+    upstream: Option<String>,
+    user: Option<String>,
+}
+
+/// Forwards any request that no gateway endpoint answers.
+pub async fn proxy(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let request_id = req.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    let mut outcome = Outcome { route: "unmatched".into(), upstream: None, user: None };
+    let res = handle(&gw, req, &mut outcome).await;
+    let status = res.status().as_u16();
+    metrics::counter!(
+        "gateway_requests_total",
+        "route" => outcome.route.clone(),
+        "method" => method.to_string(),
+        "status" => status.to_string()
+    )
+    .increment(1);
+    tracing::info!(
+        target: "gateway::access",
+        method = %method,
+        route = outcome.route,
+        upstream = outcome.upstream.as_deref().unwrap_or("-"),
+        status,
+        latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+        user_id = outcome.user.as_deref().unwrap_or("-"),
+        request_id,
+        "access"
+    );
+    res
+}
+
+async fn handle(gw: &Gateway, req: Request, outcome: &mut Outcome) -> Response {
+    let (mut parts, body) = req.into_parts();
+    // Only the gateway speaks for the caller.
+    strip_feira_headers(&mut parts.headers);
+    let route = match gw.table.find(&parts.method, parts.uri.path()) {
+        Match::Route(r) => r,
+        Match::WrongMethod(allowed) => return method_not_allowed(&parts.method, parts.uri.path(), &allowed),
+        Match::None => {
+            let detail = format!("no route for {} {}", parts.method, parts.uri.path());
+            return problem(StatusCode::NOT_FOUND, "no-route", detail);
+        }
+    };
+    outcome.route = route.name.clone();
+
+    let claims = match (route.auth, bearer(&parts.headers)) {
+        (Auth::Public, _) | (Auth::Optional, None) => None,
+        (Auth::Required, None) => return unauthorized(None),
+        (_, Some(token)) => match gw.verifier.verify(token).await {
+            Ok(c) => Some(c),
+            Err(e) => return unauthorized(Some(e)),
+        },
+    };
+    outcome.user = claims.as_ref().map(|c| c.sub.to_string());
+    if !route.roles.is_empty() && !claims.as_ref().is_some_and(|c| c.roles.iter().any(|r| route.roles.contains(r))) {
+        return problem(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("route {} needs one of the roles {}", route.name, route.roles.join(", ")),
+        );
+    }
+
+    let client_ip = client_ip(&parts);
+    let caller = match &claims {
+        Some(c) => format!("u:{}", c.sub),
+        None => format!("ip:{}", client_ip.map(|ip| ip.to_string()).unwrap_or_else(|| "unknown".into())),
+    };
+    let verdict = gw.limits.check(claims.as_ref().map(|c| c.jti.as_str()), route.rate_limit.as_deref(), &caller).await;
+    if verdict.revoked {
+        return unauthorized(Some(TokenError::Revoked));
+    }
+    if let Some(rate) = verdict.rate.filter(|r| !r.allowed) {
+        let mut res = problem(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate-limited",
+            format!(
+                "rate limit {} exceeded, retry in {} s",
+                route.rate_limit.as_ref().map_or("", |p| p.name.as_str()),
+                rate.retry_after_secs
+            ),
+        );
+        set_rate_headers(res.headers_mut(), &rate);
+        res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(rate.retry_after_secs));
+        return res;
+    }
+
+    let body = match read_body(body, gw.body_limit, &parts.headers).await {
+        Ok(b) => b,
+        Err(res) => return *res,
+    };
+    let headers = upstream_headers(&parts, claims.as_ref());
+    let path_and_query = {
+        let path = route.upstream_path(parts.uri.path());
+        match parts.uri.query() {
+            Some(q) => format!("{path}?{q}"),
+            None => path.into_owned(),
+        }
+    };
+    let mut res = forward(gw, route, &parts.method, &path_and_query, headers, body, outcome).await;
+    if let Some(rate) = &verdict.rate {
+        set_rate_headers(res.headers_mut(), rate);
+    }
+    res
+}
+
+/// Sends the request to the route's upstreams: round robin, skipping those
+/// whose breaker is open, retrying idempotent methods within the budget.
+async fn forward(
+    gw: &Gateway,
+    route: &Route,
+    method: &Method,
+    path_and_query: &str,
+    headers: HeaderMap,
+    body: Bytes,
+    outcome: &mut Outcome,
+) -> Response {
+    let idempotent = matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE);
+    let attempts = if idempotent { route.attempts } else { 1 };
+    gw.budget.request();
+    let mut rotation = route.rotation().cycle();
+    let n = route.upstreams.len();
+    let mut last: Option<Response> = None;
+    for attempt in 0..attempts {
+        if attempt > 0 {
+            if !gw.budget.try_retry() {
+                metrics::counter!("gateway_retry_budget_exhausted_total", "route" => route.name.clone()).increment(1);
+                break;
+            }
+            metrics::counter!("gateway_retries_total", "route" => route.name.clone()).increment(1);
+            tokio::time::sleep(Duration::from_millis(5 + fastrand::u64(0..20))).await;
+        }
+        let Some((upstream, permit)) =
+            rotation.by_ref().take(n).find_map(|u| u.breaker.try_acquire().ok().map(|p| (u.clone(), p)))
+        else {
+            if last.is_none() {
+                last = Some(problem(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "upstream-circuit-open",
+                    format!("every upstream of route {} is failing; try again shortly", route.name),
+                ));
+            }
+            break;
+        };
+        outcome.upstream = Some(upstream.label.clone());
+        let url = format!("{}{path_and_query}", upstream.base);
+        let request = gw.client.request(method.clone(), url).headers(headers.clone()).body(body.clone());
+        let sent = Instant::now();
+        let result = tokio::time::timeout(route.timeout, request.send()).await;
+        metrics::histogram!("gateway_upstream_duration_seconds", "upstream" => upstream.label.clone())
+            .record(sent.elapsed().as_secs_f64());
+        match result {
+            Ok(Ok(res)) if is_failure(res.status()) => {
+                permit.failure();
+                last = Some(downstream(res));
+            }
+            Ok(Ok(res)) => {
+                permit.success();
+                return downstream(res);
+            }
+            Ok(Err(e)) => {
+                permit.failure();
+                tracing::warn!(route = route.name, upstream = upstream.label, error = %e, "upstream unreachable");
+                last = Some(problem(
+                    StatusCode::BAD_GATEWAY,
+                    "upstream-unreachable",
+                    format!("the upstream of route {} could not be reached", route.name),
+                ));
+            }
+            Err(_) => {
+                permit.failure();
+                tracing::warn!(
+                    route = route.name,
+                    upstream = upstream.label,
+                    timeout_ms = route.timeout.as_millis() as u64,
+                    "upstream timed out"
+                );
+                last = Some(problem(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "upstream-timeout",
+                    format!("the upstream of route {} did not answer within {:?}", route.name, route.timeout),
+                ));
+            }
+        }
+    }
+    last.unwrap_or_else(|| problem(StatusCode::BAD_GATEWAY, "upstream-unreachable", "no upstream answered".into()))
+}
+
+/// 502, 503 and 504 from an upstream count against its breaker and may be
+/// retried; any other answer is the upstream's answer.
+fn is_failure(status: StatusCode) -> bool {
+    matches!(status, StatusCode::BAD_GATEWAY | StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT)
+}
+
+/// The upstream's answer, streamed back without its hop-by-hop headers.
+fn downstream(res: reqwest::Response) -> Response {
+    let status = res.status();
+    let mut headers = res.headers().clone();
+    remove_hop_by_hop(&mut headers);
+    let mut out = Response::new(Body::from_stream(res.bytes_stream()));
+    *out.status_mut() = status;
+    *out.headers_mut() = headers;
+    out
+}
+
+async fn read_body(body: Body, limit: usize, headers: &HeaderMap) -> Result<Bytes, Box<Response>> {
+    let too_large = || {
+        Box::new(problem(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload-too-large",
+            format!("the request body is larger than {limit} bytes"),
+        ))
+    };
+    let declared =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    match http_body_util::Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(too_large()),
+        Err(e) => Err(Box::new(problem(
+            StatusCode::BAD_REQUEST,
+            "bad-request",
+            format!("the request body could not be read: {e}"),
+        ))),
+    }
+}
+
+/// The request's headers as the upstream gets them.
+fn upstream_headers(parts: &axum::http::request::Parts, claims: Option<&Claims>) -> HeaderMap {
+    let mut h = parts.headers.clone();
+    remove_hop_by_hop(&mut h);
+    let host = h.remove(header::HOST);
+    h.remove(header::CONTENT_LENGTH);
+    if let Some(c) = claims {
+        if let Ok(v) = HeaderValue::from_str(&c.sub.to_string()) {
+            h.insert(USER_ID.clone(), v);
+        }
+        if let Ok(v) = HeaderValue::from_str(&c.roles.join(",")) {
+            h.insert(ROLES.clone(), v);
+        }
+    }
+    if let Some(peer) = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()) {
+        let chain = match h.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+            Some(prev) if !prev.trim().is_empty() => format!("{prev}, {peer}"),
+            _ => peer.to_string(),
+        };
+        if let Ok(v) = HeaderValue::from_str(&chain) {
+            h.insert(X_FORWARDED_FOR.clone(), v);
+        }
+    }
+    if !h.contains_key(&X_FORWARDED_PROTO) {
+        h.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
+    }
+    if !h.contains_key(&X_FORWARDED_HOST)
+        && let Some(host) = host
+    {
+        h.insert(X_FORWARDED_HOST.clone(), host);
+    }
+    if let Some(tp) = platform::telemetry::current_traceparent().and_then(|tp| HeaderValue::from_str(&tp).ok()) {
+        h.insert(TRACEPARENT.clone(), tp);
+    }
+    h
+}
+
+/// The client's address: the peer of the connection when the server
+/// records it, else the last hop a proxy in front of the gateway appended
+/// to `X-Forwarded-For`.
+fn client_ip(parts: &axum::http::request::Parts) -> Option<IpAddr> {
+    if let Some(c) = parts.extensions.get::<ConnectInfo<SocketAddr>>() {
+        return Some(c.0.ip());
+    }
+    parts
+        .headers
+        .get(&X_FORWARDED_FOR)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.rsplit(',').next())
+        .and_then(|ip| ip.trim().parse().ok())
+}
+
+/// Removes every `x-feira-*` header a client sent.
+pub fn strip_feira_headers(h: &mut HeaderMap) {
+    let names: Vec<HeaderName> = h.keys().filter(|k| k.as_str().starts_with("x-feira-")).cloned().collect();
+    for n in names {
+        h.remove(n);
+    }
+}
+
+/// Removes the hop-by-hop headers (RFC 9110 7.6.1): Connection, the ones it
+/// names, Keep-Alive, Proxy-*, TE, Trailer, Transfer-Encoding, Upgrade.
+pub fn remove_hop_by_hop(h: &mut HeaderMap) {
+    let mut names: Vec<HeaderName> = h
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    names.extend(h.keys().filter(|k| k.as_str().starts_with("proxy-")).cloned());
+    for n in names {
+        h.remove(n);
+    }
+    for n in [header::CONNECTION, header::TE, header::TRAILER, header::TRANSFER_ENCODING, header::UPGRADE] {
+        h.remove(n);
+    }
+    h.remove("keep-alive");
+}
+
+fn bearer(h: &HeaderMap) -> Option<&str> {
+    let v = h.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = v.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
+}
+
+/// RateLimit-Limit / -Remaining / -Reset (draft-ietf-httpapi-ratelimit-headers).
+fn set_rate_headers(h: &mut HeaderMap, rate: &Rate) {
+    h.insert("ratelimit-limit", HeaderValue::from(rate.limit));
+    if let Some(r) = rate.remaining {
+        h.insert("ratelimit-remaining", HeaderValue::from(r));
+    }
+    h.insert("ratelimit-reset", HeaderValue::from(rate.reset_secs));
+}
+
+/// A problem+json answer of the gateway's own.
+pub fn problem(status: StatusCode, kind: &str, detail: String) -> Response {
+    let mut p = Problem::new(status, Some(detail));
+    p.type_ = format!("https://feira.dev/problems/{kind}");
+    p.into_response()
+}
+
+fn unauthorized(error: Option<TokenError>) -> Response {
+    let (detail, challenge) = match error {
+        None => ("a bearer token is required".to_string(), HeaderValue::from_static("Bearer realm=\"feira\"")),
+        Some(e) => {
+            metrics::counter!("gateway_tokens_rejected_total", "reason" => e.as_str()).increment(1);
+            (
+                format!("the bearer token is not valid ({e})"),
+                HeaderValue::from_static("Bearer realm=\"feira\", error=\"invalid_token\""),
+            )
+        }
+    };
+    let mut res = problem(StatusCode::UNAUTHORIZED, "unauthenticated", detail);
+    res.headers_mut().insert(header::WWW_AUTHENTICATE, challenge);
+    res
+}
+
+fn method_not_allowed(method: &Method, path: &str, allowed: &[Method]) -> Response {
+    let list: Vec<&str> = allowed.iter().map(Method::as_str).collect();
+    let mut res =
+        problem(StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", format!("{method} is not routed for {path}"));
+    if let Ok(v) = HeaderValue::from_str(&list.join(", ")) {
+        res.headers_mut().insert(header::ALLOW, v);
+    }
+    res
+}

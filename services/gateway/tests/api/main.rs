@@ -1,0 +1,503 @@
+//! The gateway over real HTTP, in front of tiny upstreams, with a JWKS server
+//! holding keys made at test time and the real Redis.
+
+#![allow(clippy::unwrap_used)]
+
+mod helpers;
+
+use std::sync::Arc;
+
+use helpers::*;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use platform::testing::eventually;
+use redis::AsyncCommands as _;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+fn routes(upstream: &str) -> String {
+    format!(
+        r#"
+        [rate_limits.default]
+        rate = 1000
+        per = "1s"
+        burst = 1000
+
+        [[routes]]
+        name = "public"
+        prefix = "/public"
+        upstreams = ["{upstream}"]
+        auth = "public"
+
+        [[routes]]
+        name = "catalog-read"
+        prefix = "/products"
+        methods = ["GET"]
+        upstreams = ["{upstream}"]
+        auth = "optional"
+
+        [[routes]]
+        name = "private"
+        prefix = "/private"
+        upstreams = ["{upstream}"]
+        rate_limit = "default"
+
+        [[routes]]
+        name = "admin"
+        prefix = "/admin"
+        upstreams = ["{upstream}"]
+        roles = ["admin"]
+
+        [[routes]]
+        name = "api"
+        prefix = "/api"
+        upstreams = ["{upstream}"]
+        auth = "public"
+        strip_prefix = true
+        "#
+    )
+}
+
+struct Setup {
+    gw: Gateways,
+    up: helpers::Upstream,
+    jwks: Jwks,
+    key: SigningKey,
+}
+
+async fn setup() -> Setup {
+    let key = SigningKey::generate("k1");
+    let jwks = Jwks::start(&[&key]).await;
+    let up = helpers::Upstream::start("a").await;
+    let gw = spawn(&routes(&up.url()), &jwks.url).await;
+    Setup { gw, up, jwks, key }
+}
+
+impl Setup {
+    async fn call(&self, path: &str, token: Option<&str>) -> reqwest::Response {
+        let mut req = self.gw.client.get(self.gw.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send().await.unwrap()
+    }
+
+    /// The request as the upstream saw it.
+    async fn echo(&self, path: &str, token: Option<&str>) -> Value {
+        let res = self.call(path, token).await;
+        assert_eq!(res.status(), 200, "{path}");
+        res.json().await.unwrap()
+    }
+}
+
+async fn assert_invalid_token(res: reqwest::Response, what: &str) {
+    let challenge = res.headers().get("www-authenticate").map(|v| v.to_str().unwrap().to_string());
+    let (status, kind, _) = problem(res).await;
+    assert_eq!((status, kind.as_str()), (401, "https://feira.dev/problems/unauthenticated"), "{what}");
+    assert!(challenge.is_some_and(|c| c.starts_with("Bearer") && c.contains("error=\"invalid_token\"")), "{what}");
+}
+
+// Tokens ---------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_valid_token_reaches_the_upstream_as_the_caller() {
+    let s = setup().await;
+    let user = Uuid::now_v7();
+    let token = s.key.sign(&claims(user, &["customer", "seller"]));
+    let echo = s.echo("/private/x", Some(&token)).await;
+    assert_eq!(echo["headers"]["x-feira-user-id"], user.to_string());
+    assert_eq!(echo["headers"]["x-feira-roles"], "customer,seller");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn forged_expired_and_foreign_tokens_are_refused_with_invalid_token() {
+    let s = setup().await;
+    let user = Uuid::now_v7();
+    let good = claims(user, &["customer"]);
+
+    // alg none, unsigned.
+    let none = format!("{}.{}.", b64(br#"{"alg":"none","typ":"JWT","kid":"k1"}"#), b64(good.to_string().as_bytes()));
+    // HS256 with the public key as the HMAC secret (algorithm confusion).
+    let mut hs = Header::new(Algorithm::HS256);
+    hs.kid = Some("k1".into());
+    let confused = jsonwebtoken::encode(&hs, &good, &EncodingKey::from_secret(&s.key.public)).unwrap();
+    let confused_x =
+        jsonwebtoken::encode(&hs, &good, &EncodingKey::from_secret(b64(&s.key.public).as_bytes())).unwrap();
+    // Signed by a key that is not identity's, under identity's kid.
+    let mut stranger = SigningKey::generate("k1");
+    stranger.kid = "k1".into();
+    let bad_signature = stranger.sign(&good);
+    let mut tampered = s.key.sign(&good);
+    tampered.truncate(tampered.len() - 4);
+    tampered.push_str("AAAA");
+    let with = |k: &str, v: Value| {
+        let mut c = good.clone();
+        c[k] = v;
+        s.key.sign(&c)
+    };
+    let now = jsonwebtoken::get_current_timestamp();
+    let expired = with("exp", json!(now - 600));
+    let wrong_aud = with("aud", json!("someone-else"));
+    let wrong_iss = with("iss", json!("evil-identity"));
+    let unknown_kid = SigningKey::generate("k-unknown").sign(&good);
+
+    for (what, token) in [
+        ("alg none", none),
+        ("HS256 with the public key", confused),
+        ("HS256 with the encoded public key", confused_x),
+        ("bad signature", bad_signature),
+        ("tampered signature", tampered),
+        ("expired", expired),
+        ("wrong audience", wrong_aud),
+        ("wrong issuer", wrong_iss),
+        ("unknown kid", unknown_kid),
+        ("garbage", "not.a.token".to_string()),
+    ] {
+        assert_invalid_token(s.call("/private/x", Some(&token)).await, what).await;
+        // An optional route verifies a token when one is sent, too.
+        assert_invalid_token(s.call("/products/1", Some(&token)).await, what).await;
+    }
+    assert_eq!(s.up.hits(), 0, "no refused request reached the upstream");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_logged_out_token_is_refused() {
+    let s = setup().await;
+    let c = claims(Uuid::now_v7(), &["customer"]);
+    let token = s.key.sign(&c);
+    assert_eq!(s.call("/private/x", Some(&token)).await.status(), 200);
+    let mut redis = redis().await;
+    let _: () = redis.set_ex(s.gw.denylist_key(c["jti"].as_str().unwrap()), 1, 60).await.unwrap();
+    assert_invalid_token(s.call("/private/x", Some(&token)).await, "denylisted jti").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_token_is_401_and_a_missing_role_403() {
+    let s = setup().await;
+    let res = s.call("/private/x", None).await;
+    assert!(res.headers().get("www-authenticate").is_some());
+    assert_eq!(problem(res).await.0, 401);
+    let customer = s.key.sign(&claims(Uuid::now_v7(), &["customer"]));
+    assert_eq!(problem(s.call("/admin/users", Some(&customer)).await).await.0, 403);
+    let admin = s.key.sign(&claims(Uuid::now_v7(), &["admin"]));
+    assert_eq!(s.call("/admin/users", Some(&admin)).await.status(), 200);
+    // Anonymous reads pass on an optional route.
+    assert_eq!(s.call("/products/1", None).await.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rotated_keys_old_tokens_stay_valid_and_a_new_kid_is_fetched() {
+    let s = setup().await;
+    let user = Uuid::now_v7();
+    let old = s.key.sign(&claims(user, &["customer"]));
+    assert_eq!(s.call("/private/x", Some(&old)).await.status(), 200);
+
+    // identity rotates: k2 signs from now on, k1 stays published.
+    let k2 = SigningKey::generate("k2");
+    s.jwks.set(&[&k2, &s.key]);
+    let fetches = s.jwks.fetches();
+    let new = k2.sign(&claims(user, &["customer"]));
+    assert_eq!(s.call("/private/x", Some(&new)).await.status(), 200, "the new kid is fetched");
+    assert!(s.jwks.fetches() > fetches, "a token with an unknown kid made the gateway fetch the JWKS");
+    assert_eq!(s.call("/private/x", Some(&old)).await.status(), 200, "k1 tokens still verify");
+}
+
+// Headers --------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn client_sent_feira_headers_never_reach_an_upstream() {
+    let s = setup().await;
+    let forged = |req: reqwest::RequestBuilder| {
+        req.header("x-feira-user-id", Uuid::now_v7().to_string())
+            .header("x-feira-roles", "admin")
+            .header("x-feira-anything", "1")
+    };
+    let res = forged(s.gw.client.get(s.gw.url("/public/x"))).send().await.unwrap();
+    let echo: Value = res.json().await.unwrap();
+    let sent: Vec<&String> =
+        echo["headers"].as_object().unwrap().keys().filter(|k| k.starts_with("x-feira-")).collect();
+    assert!(sent.is_empty(), "public route: {sent:?}");
+
+    let user = Uuid::now_v7();
+    let token = s.key.sign(&claims(user, &["customer"]));
+    let res = forged(s.gw.client.get(s.gw.url("/private/x"))).bearer_auth(&token).send().await.unwrap();
+    let echo: Value = res.json().await.unwrap();
+    assert_eq!(echo["headers"]["x-feira-user-id"], user.to_string());
+    assert_eq!(echo["headers"]["x-feira-roles"], "customer");
+    assert!(echo["headers"].get("x-feira-anything").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hop_by_hop_headers_are_dropped_and_forwarding_headers_set() {
+    let s = setup().await;
+    let res =
+        s.gw.client
+            .get(s.gw.url("/public/x?q=1"))
+            .header("connection", "x-client-hop")
+            .header("x-client-hop", "1")
+            .header("te", "trailers")
+            .header("proxy-authorization", "Basic abc")
+            .header("x-request-id", "req-123")
+            .header("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(res.headers().get("x-request-id").unwrap(), "req-123");
+    for h in ["x-secret-hop", "keep-alive"] {
+        assert!(res.headers().get(h).is_none(), "{h} came back to the client");
+    }
+    let echo: Value = res.json().await.unwrap();
+    let h = &echo["headers"];
+    for gone in ["x-client-hop", "te", "proxy-authorization"] {
+        assert!(h.get(gone).is_none(), "{gone} reached the upstream");
+    }
+    assert_eq!(echo["query"], "q=1");
+    assert_eq!(h["x-request-id"], "req-123");
+    assert!(h["traceparent"].as_str().unwrap().contains("4bf92f3577b34da6a3ce929d0e0e4736"));
+    assert_eq!(h["x-forwarded-proto"], "http");
+    assert_eq!(h["x-forwarded-host"], s.gw.running[0].addr.to_string());
+
+    // A request id is made when the client sends none.
+    let echo = s.echo("/public/y", None).await;
+    assert!(!echo["headers"]["x-request-id"].as_str().unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn strip_prefix_removes_the_route_prefix() {
+    let s = setup().await;
+    let echo = s.echo("/api/things/1", None).await;
+    assert_eq!(echo["path"], "/things/1");
+}
+
+// Errors ----------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unknown_route_is_a_404_problem() {
+    let s = setup().await;
+    let (status, kind, body) = problem(s.call("/nowhere", None).await).await;
+    assert_eq!((status, kind.as_str()), (404, "https://feira.dev/problems/no-route"));
+    assert!(body["detail"].as_str().unwrap().contains("/nowhere"));
+    let res = s.gw.client.post(s.gw.url("/products/1")).send().await.unwrap();
+    assert!(res.headers().get("allow").is_some_and(|v| v == "GET"));
+    assert_eq!(problem(res).await.0, 405);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_body_over_the_limit_is_a_413_problem() {
+    let key = SigningKey::generate("k1");
+    let jwks = Jwks::start(&[&key]).await;
+    let up = helpers::Upstream::start("a").await;
+    let gw = spawn_n(1, &routes(&up.url()), &jwks.url, |env| {
+        env.set("FEIRA_HTTP_BODY_LIMIT", "1024");
+    })
+    .await;
+    let res = gw.client.post(gw.url("/public/x")).body(vec![b'a'; 2048]).send().await.unwrap();
+    assert_eq!(problem(res).await.0, 413);
+    // Chunked, without a length: the limit still holds.
+    let stream = futures_util::stream::iter((0..8).map(|_| Ok::<_, std::io::Error>(vec![b'a'; 512])));
+    let res = gw.client.post(gw.url("/public/x")).body(reqwest::Body::wrap_stream(stream)).send().await.unwrap();
+    assert_eq!(problem(res).await.0, 413);
+    let res = gw.client.post(gw.url("/public/x")).body(vec![b'a'; 512]).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(up.hits(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_upstream_is_a_504_problem() {
+    let jwks = Jwks::start(&[]).await;
+    let up = helpers::Upstream::start("a").await;
+    let routes = format!(
+        "[[routes]]\nname = \"slow\"\nprefix = \"/slow\"\nupstreams = [\"{}\"]\nauth = \"public\"\ntimeout = \"200ms\"\nattempts = 1",
+        up.url()
+    );
+    let gw = spawn(&routes, &jwks.url).await;
+    let (status, kind, _) = problem(gw.get("/slow").await).await;
+    assert_eq!((status, kind.as_str()), (504, "https://feira.dev/problems/upstream-timeout"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_invalid_routes_file_stops_the_start_with_the_route_and_field() {
+    let jwks = Jwks::start(&[]).await;
+    for (routes, expected) in [
+        (
+            "[[routes]]\nname = \"shop\"\nprefix = \"/shop\"\nupstreams = [\"http://127.0.0.1:1\"]\ntimeout = \"fast\"",
+            "timeout",
+        ),
+        (
+            "[[routes]]\nname = \"shop\"\nprefix = \"/shop\"\nupstreams = [\"http://127.0.0.1:1\"]\nretries = 3",
+            "retries",
+        ),
+        ("[[routes]]\nname = \"shop\"\nprefix = \"/shop\"\nupstreams = [\"service:nowhere\"]", "nowhere"),
+    ] {
+        let (env, _file) = env_for(routes, &jwks.url);
+        let token = tokio_util::sync::CancellationToken::new();
+        let svc = platform::service::start(&gateway::SPEC, Arc::new(env.config()), token).await.unwrap();
+        let err = format!("{:#}", (gateway::SPEC.run)(svc).await.unwrap_err());
+        assert!(err.contains("invalid gateway routes file") && err.contains(expected), "{err}");
+    }
+}
+
+// Rate limits ----------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_rate_limit_is_shared_by_two_gateways() {
+    let key = SigningKey::generate("k1");
+    let jwks = Jwks::start(&[&key]).await;
+    let up = helpers::Upstream::start("a").await;
+    let routes = format!(
+        r#"
+        [rate_limits.tight]
+        rate = 3
+        per = "1m"
+        burst = 3
+        [[routes]]
+        name = "limited"
+        prefix = "/limited"
+        upstreams = ["{}"]
+        rate_limit = "tight"
+        "#,
+        up.url()
+    );
+    let gws = spawn_n(2, &routes, &jwks.url, |_| {}).await;
+    let token = key.sign(&claims(Uuid::now_v7(), &["customer"]));
+    let call = |i: usize| gws.client.get(gws.running[i].url("/limited/x")).bearer_auth(&token).send();
+    let first = call(0).await.unwrap();
+    assert_eq!(first.status(), 200);
+    assert_eq!(first.headers().get("ratelimit-limit").unwrap(), "3");
+    assert_eq!(first.headers().get("ratelimit-remaining").unwrap(), "2");
+    assert_eq!(call(1).await.unwrap().status(), 200);
+    assert_eq!(call(0).await.unwrap().status(), 200);
+    let limited = call(1).await.unwrap();
+    let retry_after: u64 = limited.headers().get("retry-after").unwrap().to_str().unwrap().parse().unwrap();
+    assert!((1..=20).contains(&retry_after), "{retry_after}");
+    assert_eq!(limited.headers().get("ratelimit-remaining").unwrap(), "0");
+    assert!(limited.headers().get("ratelimit-reset").is_some());
+    let (status, kind, _) = problem(limited).await;
+    assert_eq!((status, kind.as_str()), (429, "https://feira.dev/problems/rate-limited"));
+    assert_eq!(up.hits(), 3);
+    // Another user has a bucket of their own.
+    let other = key.sign(&claims(Uuid::now_v7(), &["customer"]));
+    let res = gws.client.get(gws.running[1].url("/limited/x")).bearer_auth(&other).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_redis_the_rate_limit_is_local() {
+    let key = SigningKey::generate("k1");
+    let jwks = Jwks::start(&[&key]).await;
+    let up = helpers::Upstream::start("a").await;
+    let routes = format!(
+        "[rate_limits.tight]\nrate = 2\nper = \"1m\"\nburst = 2\n[[routes]]\nname = \"limited\"\nprefix = \"/limited\"\nupstreams = [\"{}\"]\nrate_limit = \"tight\"",
+        up.url()
+    );
+    let dead = dead_address().await.replace("http://", "redis://");
+    let gw = spawn_n(1, &routes, &jwks.url, |env| {
+        env.set("FEIRA_REDIS_URL", dead);
+    })
+    .await;
+    let token = key.sign(&claims(Uuid::now_v7(), &["customer"]));
+    let call = || gw.client.get(gw.url("/limited/x")).bearer_auth(&token).send();
+    assert_eq!(
+        call().await.unwrap().status(),
+        200,
+        "a valid token passes while the denylist is unreachable (fail open)"
+    );
+    assert_eq!(call().await.unwrap().status(), 200);
+    let limited = call().await.unwrap();
+    assert!(limited.headers().get("retry-after").is_some());
+    assert_eq!(problem(limited).await.0, 429);
+}
+
+// Upstream failures ----------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stopped_upstream_opens_its_breaker_and_a_restarted_one_closes_it() {
+    let jwks = Jwks::start(&[]).await;
+    let up = helpers::Upstream::start("a").await;
+    let routes = format!(
+        "[breaker]\nfailure_threshold = 3\nopen_for = \"1s\"\n[[routes]]\nname = \"svc\"\nprefix = \"/svc\"\nupstreams = [\"{}\"]\nauth = \"public\"\nattempts = 1",
+        up.url()
+    );
+    let gw = spawn(&routes, &jwks.url).await;
+    assert_eq!(gw.get("/svc/x").await.status(), 200);
+    let gauge = format!("circuit_breaker_state{{breaker=\"gateway:{}\"}}", up.url());
+    assert_eq!(metric(&gw.metrics().await, &gauge), Some(0.0));
+
+    let (addr, hits) = (up.addr, up.hits.clone());
+    up.stop().await;
+    for _ in 0..3 {
+        let (status, kind, _) = problem(gw.get("/svc/x").await).await;
+        assert_eq!((status, kind.as_str()), (502, "https://feira.dev/problems/upstream-unreachable"));
+    }
+    let (status, kind, _) = problem(gw.get("/svc/x").await).await;
+    assert_eq!((status, kind.as_str()), (503, "https://feira.dev/problems/upstream-circuit-open"));
+    assert_eq!(metric(&gw.metrics().await, &gauge), Some(1.0));
+
+    // Back on the same port: the half-open probe closes the breaker.
+    let up = helpers::Upstream::start_on(addr, "a", hits).await;
+    eventually(10, "traffic flows again", || async { (gw.get("/svc/x").await.status() == 200).then_some(()) }).await;
+    assert_eq!(metric(&gw.metrics().await, &gauge), Some(0.0));
+    drop(up);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_post_is_never_retried_and_a_get_is() {
+    let jwks = Jwks::start(&[]).await;
+    let up = helpers::Upstream::start("a").await;
+    let routes = format!(
+        "[breaker]\nfailure_threshold = 100\n[[routes]]\nname = \"svc\"\nprefix = \"/\"\nupstreams = [\"{}\"]\nauth = \"public\"\nattempts = 3",
+        up.url()
+    );
+    let gw = spawn(&routes, &jwks.url).await;
+    let res = gw.client.post(gw.url("/fail")).body("{}").send().await.unwrap();
+    assert_eq!(res.status(), 503);
+    assert_eq!(up.hits(), 1, "the failing POST reached the upstream once");
+    let res = gw.get("/fail").await;
+    assert_eq!(res.status(), 503);
+    assert_eq!(up.hits(), 1 + 3, "the failing GET was tried three times");
+    let text = gw.metrics().await;
+    assert_eq!(metric(&text, "gateway_retries_total{route=\"svc\"}"), Some(2.0));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn round_robin_spreads_requests_and_skips_a_dead_upstream() {
+    let jwks = Jwks::start(&[]).await;
+    let a = helpers::Upstream::start("a").await;
+    let b = helpers::Upstream::start("b").await;
+    let routes = format!(
+        "[breaker]\nfailure_threshold = 2\nopen_for = \"1m\"\n[[routes]]\nname = \"svc\"\nprefix = \"/\"\nupstreams = [\"{}\", \"{}\"]\nauth = \"public\"\nattempts = 2",
+        a.url(),
+        b.url()
+    );
+    let gw = spawn(&routes, &jwks.url).await;
+    for _ in 0..10 {
+        assert_eq!(gw.get("/x").await.status(), 200);
+    }
+    assert_eq!((a.hits(), b.hits()), (5, 5));
+
+    let b_url = b.url();
+    b.stop().await;
+    for _ in 0..20 {
+        assert_eq!(gw.get("/x").await.status(), 200, "every request is served while b is down");
+    }
+    assert_eq!(a.hits(), 5 + 20);
+    let gauge = format!("circuit_breaker_state{{breaker=\"gateway:{b_url}\"}}");
+    assert_eq!(metric(&gw.metrics().await, &gauge), Some(1.0), "b's breaker is open");
+}
+
+// OpenAPI ----------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_merged_openapi_names_the_upstreams_that_did_not_answer() {
+    let jwks = Jwks::start(&[]).await;
+    let dead = dead_address().await;
+    let up = helpers::Upstream::start("a").await;
+    let routes = format!(
+        "[[routes]]\nname = \"a\"\nprefix = \"/a\"\nupstreams = [\"{}\"]\n[[routes]]\nname = \"b\"\nprefix = \"/b\"\nupstreams = [\"{dead}\"]",
+        up.url()
+    );
+    let gw = spawn(&routes, &jwks.url).await;
+    let doc: Value = gw.get("/gateway/openapi.json").await.json().await.unwrap();
+    assert_eq!(doc["x-feira-missing"], json!([dead]));
+    assert!(doc["paths"].is_object());
+    assert_eq!(gw.get("/gateway/docs/").await.status(), 200);
+}
