@@ -23,7 +23,13 @@ pub struct TestApp {
 
 /// Starts the real orders service on 127.0.0.1 with a free port.
 pub async fn spawn_app() -> TestApp {
-    let env = TestEnv::new(&[orders::SPEC]);
+    spawn_app_with(|_| {}).await
+}
+
+/// As [`spawn_app`], with `configure` changing the variables first.
+pub async fn spawn_app_with(configure: impl FnOnce(&mut TestEnv)) -> TestApp {
+    let mut env = TestEnv::new(&[orders::SPEC]);
+    configure(&mut env);
     let service =
         env.spawn(&orders::SPEC).await.expect("the orders service starts (are PostgreSQL and RabbitMQ running?)");
     // The service created and migrated the database: a lazy pool on it is
@@ -39,6 +45,20 @@ pub async fn spawn_app() -> TestApp {
 }
 
 impl TestApp {
+    /// The broker, in this test's namespace.
+    pub fn broker(&self) -> platform::messaging::Broker {
+        self._env.broker()
+    }
+
+    /// Stops the service (as on SIGTERM) and starts it again on the same
+    /// database and queues.
+    pub async fn restart(&mut self) {
+        if let Some(s) = self.service.take() {
+            s.stop().await.expect("the service stops cleanly");
+        }
+        self.service = Some(self._env.spawn(&orders::SPEC).await.expect("the orders service starts again"));
+    }
+
     pub fn url(&self, path: &str) -> String {
         self.service.as_ref().expect("the service is running").url(path)
     }

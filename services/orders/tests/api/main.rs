@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod helpers;
+mod saga;
 
 use std::collections::HashSet;
 
