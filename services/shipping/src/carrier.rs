@@ -114,7 +114,7 @@ impl Carrier {
     }
 
     /// The carrier's price and time for `service`.
-    #[tracing::instrument(skip_all, fields(destination_cep, weight_grams, service = service.as_str()))]
+    #[tracing::instrument(skip_all, fields(destination_cep = %destination_cep, weight_grams = weight_grams, service = service.as_str()))]
     pub async fn quote(
         &self,
         origin_cep: &str,

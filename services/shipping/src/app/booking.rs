@@ -85,7 +85,11 @@ impl Booker {
                 attempt = shipment.attempts
             );
             platform::telemetry::set_parent(&span, shipment.traceparent.as_deref());
-            self.book(shipment).instrument(span).await?;
+            // One shipment's failure (a database hiccup) must not hold the
+            // others: it is booked again once its lease runs out.
+            if let Err(e) = self.book(shipment).instrument(span).await {
+                tracing::warn!(error = format!("{e:#}"), "recording a booking failed; retried after the lease");
+            }
         }
         Ok(n)
     }

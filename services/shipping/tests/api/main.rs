@@ -80,6 +80,10 @@ async fn an_invalid_quote_request_is_a_problem_naming_its_fields() {
         Harness::answer(h.http.post(h.url("/shipping/quotes")).header("content-type", "application/json").body("{"))
             .await;
     a.assert_problem(StatusCode::BAD_REQUEST);
+    // So are ids that are not UUIDs.
+    h.get("/shipping/quotes/not-a-uuid", As::Anonymous).await.assert_problem(StatusCode::BAD_REQUEST);
+    let admin = As::Admin;
+    h.get("/shipments?order_id=nope", admin).await.assert_problem(StatusCode::BAD_REQUEST);
     // A CEP the carrier refuses to serve is the carrier's answer, not an outage.
     let a = h.post_quote(&quote_body("99999-999", "PAC")).await;
     a.assert_problem(StatusCode::UNPROCESSABLE_ENTITY);
