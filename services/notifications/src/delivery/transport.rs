@@ -123,3 +123,52 @@ async fn write_atomically(dir: &Path, id: Uuid, bytes: &[u8]) -> std::io::Result
     drop(f);
     tokio::fs::rename(&tmp, dir.join(format!("{id}.eml"))).await
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use time::OffsetDateTime;
+
+    use super::*;
+    use crate::domain::render::Rendered;
+    use crate::domain::{EmailKind, EmailStatus};
+
+    #[test]
+    fn the_message_is_the_same_on_every_attempt() {
+        let t =
+            Transport::new("feira <no-reply@feira.local>", None, Path::new("/tmp/x"), Duration::from_secs(1)).unwrap();
+        let rendered = Rendered { subject: "Sua nota fiscal nº 1".into(), body: "Olá,\nnº 1\n".into() };
+        let email = Email::new(
+            EmailKind::InvoiceIssued,
+            Uuid::nil(),
+            Uuid::nil(),
+            Some("ana@example.com"),
+            rendered,
+            Uuid::nil(),
+            OffsetDateTime::UNIX_EPOCH,
+        );
+        assert_eq!(email.status, EmailStatus::Pending);
+        let a = t.message(&email).unwrap().formatted();
+        let b = t.message(&email).unwrap().formatted();
+        assert_eq!(a, b);
+        let text = String::from_utf8(a).unwrap();
+        assert!(text.contains(&format!("Message-ID: <{}@feira.local>\r\n", email.id)), "{text}");
+        assert!(text.contains("To: ana@example.com\r\n"), "{text}");
+        assert!(text.contains("Date: Thu, 01 Jan 1970 00:00:00 +0000\r\n"), "{text}");
+    }
+
+    /// (The SMTP pool starts a task, so a runtime is needed.)
+    #[tokio::test]
+    async fn a_bad_sender_or_smtp_url_is_refused_at_start() {
+        assert!(Transport::new("not an address", None, Path::new("/tmp"), Duration::from_secs(1)).is_err());
+        assert!(Transport::new("a@b.co", Some("ftp://nope"), Path::new("/tmp"), Duration::from_secs(1)).is_err());
+        let t = Transport::new(
+            "a@b.co",
+            Some("smtps://user:secret@mail.example:465"),
+            Path::new("/tmp"),
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        assert!(!t.to_string().contains("secret"), "{t}");
+    }
+}
