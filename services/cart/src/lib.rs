@@ -25,9 +25,10 @@
 //! that reaches the handler (the first answer was lost, orders was down, the
 //! process died after orders answered) re-sends those same bytes with the
 //! same key, so orders replays the same order even if prices or the quote
-//! changed meanwhile. The cart is deleted only after orders answered, and
-//! only by the attempt that first recorded the order. Stock is not checked
-//! at checkout: the order saga reserves it (the cart shows `available`).
+//! changed meanwhile. The cart is deleted only after orders answered, then
+//! the order is recorded with the attempt; a retry after that answers the
+//! recorded order without calling orders again. Stock is not checked at
+//! checkout: the order saga reserves it (the cart shows `available`).
 //!
 //! # Layout
 //! - `http/`: the `/cart` routes (`cart.rs`) and `/cart/checkout`

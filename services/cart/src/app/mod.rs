@@ -82,8 +82,9 @@ pub struct Placed {
 
 /// Checks out: the first attempt with a key re-prices the cart, reads the
 /// quote and stores the order's body; every attempt with that key sends
-/// that body to orders with the key. The cart is deleted once orders placed
-/// the order, by the attempt that first records it.
+/// that body to orders with the key (until one records the order orders
+/// placed; later ones answer that order). The cart is deleted once orders
+/// placed the order.
 #[tracing::instrument(skip_all, fields(customer = %c.customer))]
 pub async fn checkout(st: &AppState, c: Checkout) -> Result<Placed, CartError> {
     let request = serde_json::to_value(&c.details).map_err(anyhow::Error::from)?;
@@ -108,12 +109,11 @@ pub async fn checkout(st: &AppState, c: Checkout) -> Result<Placed, CartError> {
         OrdersFailure::Rejected { status, detail, errors } => CartError::Rejected { status, detail, errors },
         OrdersFailure::Unavailable(why) => CartError::OrdersUnavailable(why),
     })?;
-    let first =
-        repo::attempts::record_order(&mut *st.db.acquire().await?, c.customer, &c.key, placed.id, &placed.status)
-            .await?;
-    if first {
-        st.store.clear(c.customer).await?;
-    }
+    // The cart goes before the order is recorded: if this fails (or the
+    // process dies) the key is free again, and a retry re-sends the same
+    // body, orders replays the same order, and the cart goes then.
+    st.store.clear(c.customer).await?;
+    repo::attempts::record_order(&mut *st.db.acquire().await?, c.customer, &c.key, placed.id, &placed.status).await?;
     tracing::info!(order_id = %placed.id, "checked out");
     Ok(Placed { order_id: placed.id, status: placed.status, total_cents: attempt.total_cents })
 }

@@ -27,6 +27,8 @@ pub struct TestApp {
     pub stubs: Arc<Stubs>,
     pub redis: redis::Client,
     pub namespace: String,
+    /// A pool on this test's cart database.
+    pub db: sqlx::PgPool,
     service: Option<RunningService>,
     _redis_keys: RedisPrefix,
     _env: TestEnv,
@@ -51,6 +53,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut TestEnv)) -> TestApp {
     let redis_keys = RedisPrefix { url: redis_url.clone(), prefix: cart::repo::carts::prefix(&namespace) };
     let service =
         env.spawn(&cart::SPEC).await.expect("the cart service starts (are PostgreSQL, RabbitMQ and Redis running?)");
+    let db = env.db(&cart::SPEC).await.expect("the cart database");
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(30))
@@ -61,6 +64,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut TestEnv)) -> TestApp {
         stubs,
         redis: redis::Client::open(redis_url).expect("a redis client"),
         namespace,
+        db,
         service: Some(service),
         _redis_keys: redis_keys,
         _env: env,
@@ -166,6 +170,12 @@ impl TestApp {
         let mut con = self.redis.get_multiplexed_async_connection().await.expect("redis");
         let _: i64 =
             redis::cmd("EXPIRE").arg(self.cart_key(caller)).arg(secs).query_async(&mut con).await.expect("EXPIRE");
+    }
+
+    /// Forgets every stored Idempotency-Key answer, as if storing them had
+    /// failed after the work was done.
+    pub async fn forget_idempotent_answers(&self) {
+        sqlx::query("DELETE FROM idempotency_keys").execute(&self.db).await.expect("delete the stored answers");
     }
 
     /// The service's Prometheus metrics.

@@ -449,6 +449,27 @@ async fn a_retry_after_orders_placed_the_order_but_its_answer_was_lost_gets_the_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_whose_first_answer_was_never_stored_answers_the_recorded_order_without_ordering_again() {
+    let app = spawn_app().await;
+    let ana = Caller::customer();
+    let mug = app.stubs.product("CAN-1", 1990, "BRL");
+    app.put_item(&ana, mug, 1).await.expect(StatusCode::OK);
+    let quote = app.stubs.quote("01310100", 1500);
+    let first = app.checkout(&ana, Some("unstored"), &checkout_body(quote)).await;
+    let placed = first.expect(StatusCode::ACCEPTED).clone();
+    // The customer fills a new cart meanwhile.
+    app.put_item(&ana, mug, 3).await.expect(StatusCode::OK);
+
+    app.forget_idempotent_answers().await;
+    let retried = app.checkout(&ana, Some("unstored"), &checkout_body(quote)).await;
+
+    assert_eq!(retried.expect(StatusCode::ACCEPTED), &placed);
+    assert_eq!(retried.header("idempotent-replayed"), None, "answered by the handler, not the middleware");
+    assert_eq!(app.stubs.order_calls().len(), 1, "orders was not asked again");
+    assert_eq!(app.get_cart(&ana).await.json["items"][0]["quantity"], 3, "the new cart is kept");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refusal_from_orders_reaches_the_customer_as_it_is() {
     let app = spawn_app().await;
     let ana = Caller::customer();
