@@ -134,7 +134,8 @@ message!(ReleaseStockV1, "release_stock", 1);
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct StockReleasedV1 {
     pub order_id: Uuid,
-    /// `released`, `expired`, or `nothing_reserved`.
+    /// `released`, `expired`, `returned` (a sale given back: the order was
+    /// cancelled before it shipped) or `nothing_reserved`.
     pub reason: String,
 }
 message!(StockReleasedV1, "stock_released", 1);

@@ -135,7 +135,8 @@ pub async fn release(
     }
     match r.release(reason, now) {
         Transition::Apply(released) => {
-            move_reserved(tx, cause, &released, Movement::Release, changes).await?;
+            let movement = if r.status == ReservationStatus::Committed { Movement::Return } else { Movement::Release };
+            move_reserved(tx, cause, &released, movement, changes).await?;
             repo::update_reservation(tx, &released).await?;
             announce(tx, cause, events::stock_released(order_id, released.released_reason())).await?;
             tracing::info!(reason, "reservation released");

@@ -155,6 +155,8 @@ pub enum ReservationStatus {
     Committed,
     /// Given back because it was neither committed nor released in time.
     Expired,
+    /// Sold, then given back: the order was cancelled before it shipped.
+    Returned,
 }
 
 impl ReservationStatus {
@@ -165,6 +167,7 @@ impl ReservationStatus {
             ReservationStatus::Released => "released",
             ReservationStatus::Committed => "committed",
             ReservationStatus::Expired => "expired",
+            ReservationStatus::Returned => "returned",
         }
     }
 
@@ -175,6 +178,7 @@ impl ReservationStatus {
             "released" => Some(ReservationStatus::Released),
             "committed" => Some(ReservationStatus::Committed),
             "expired" => Some(ReservationStatus::Expired),
+            "returned" => Some(ReservationStatus::Returned),
             _ => None,
         }
     }
@@ -312,8 +316,17 @@ impl Reservation {
                 updated_at: now,
                 ..self.clone()
             }),
-            ReservationStatus::Released | ReservationStatus::Expired => Transition::Repeat,
-            ReservationStatus::Rejected | ReservationStatus::Committed => Transition::Refuse,
+            // A sale undone before shipment: the units go back on the shelf.
+            ReservationStatus::Committed => Transition::Apply(Reservation {
+                status: ReservationStatus::Returned,
+                reason: Some(reason.to_string()),
+                updated_at: now,
+                ..self.clone()
+            }),
+            ReservationStatus::Released | ReservationStatus::Expired | ReservationStatus::Returned => {
+                Transition::Repeat
+            }
+            ReservationStatus::Rejected => Transition::Refuse,
         }
     }
 
@@ -325,18 +338,21 @@ impl Reservation {
                 Transition::Apply(Reservation { status: ReservationStatus::Committed, updated_at: now, ..self.clone() })
             }
             ReservationStatus::Committed => Transition::Repeat,
-            ReservationStatus::Rejected | ReservationStatus::Released | ReservationStatus::Expired => {
-                Transition::Refuse
-            }
+            ReservationStatus::Rejected
+            | ReservationStatus::Released
+            | ReservationStatus::Expired
+            | ReservationStatus::Returned => Transition::Refuse,
         }
     }
 
     /// The `reason` of the `StockReleasedV1` that describes this state:
-    /// `released`, `expired`, or `nothing_reserved` (rejected, sold, held).
+    /// `released`, `expired`, `returned` (sold, then given back), or
+    /// `nothing_reserved` (rejected, sold, held).
     pub fn released_reason(&self) -> &'static str {
         match self.status {
             ReservationStatus::Released => "released",
             ReservationStatus::Expired => "expired",
+            ReservationStatus::Returned => "returned",
             _ => "nothing_reserved",
         }
     }
@@ -425,7 +441,7 @@ mod tests {
     }
 
     #[test]
-    fn release_and_commit_happen_once_and_never_after_each_other() {
+    fn release_and_commit_happen_once_and_a_sale_can_only_be_returned() {
         let now = OffsetDateTime::UNIX_EPOCH;
         let r = reserved();
         let Transition::Apply(released) = r.release("payment_declined", now) else { panic!("released") };
@@ -434,7 +450,12 @@ mod tests {
         assert_eq!(released.commit(now), Transition::Refuse, "released stock is not sold");
         let Transition::Apply(sold) = r.commit(now) else { panic!("committed") };
         assert_eq!(sold.commit(now), Transition::Repeat);
-        assert_eq!(sold.release("late", now), Transition::Refuse, "a sale is not given back");
+        let Transition::Apply(returned) = sold.release("customer_request", now) else {
+            panic!("a sale cancelled before shipment comes back")
+        };
+        assert_eq!(returned.released_reason(), "returned");
+        assert_eq!(returned.release("again", now), Transition::Repeat, "returned once");
+        assert_eq!(returned.commit(now), Transition::Refuse, "returned stock is not sold again");
         let expired = r.expired(now).unwrap();
         assert_eq!(expired.commit(now), Transition::Refuse, "expired stock is not sold");
         assert_eq!(expired.release("late", now), Transition::Repeat);

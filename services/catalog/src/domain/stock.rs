@@ -39,6 +39,8 @@ pub enum Movement {
     Release,
     /// Reserved units are sold: `on_hand` and `reserved` both drop.
     Commit,
+    /// Sold units come back (the order was cancelled before it shipped).
+    Return,
 }
 
 impl StockLevel {
@@ -62,6 +64,7 @@ impl StockLevel {
             Movement::Reserve => (self.on_hand, self.reserved + quantity),
             Movement::Release => (self.on_hand, self.reserved - quantity),
             Movement::Commit => (self.on_hand - quantity, self.reserved - quantity),
+            Movement::Return => (self.on_hand + quantity, self.reserved),
         };
         if quantity <= 0 || reserved < 0 || on_hand < reserved {
             return Err(StockRuleError::DoesNotFit {
