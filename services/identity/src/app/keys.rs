@@ -108,7 +108,9 @@ impl KeyCipher {
         let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| internal("bad nonce"))?;
         let mut data = data.to_vec();
         let plain = self.0.open_in_place(nonce, Aad::from(kid.as_bytes()), &mut data).map_err(|_| {
-            internal("cannot decrypt a signing key: is FEIRA_IDENTITY_KEY_ENCRYPTION_SECRET the one it was stored with?")
+            internal(
+                "cannot decrypt a signing key: is FEIRA_IDENTITY_KEY_ENCRYPTION_SECRET the one it was stored with?",
+            )
         })?;
         Ok(plain.to_vec())
     }
@@ -306,10 +308,7 @@ impl KeyRing {
         if stale || (!v.keys.contains_key(kid) && may_reload_for_unknown) {
             match self.published().await {
                 Ok(rows) => {
-                    v.keys = rows
-                        .iter()
-                        .map(|k| (k.kid.clone(), DecodingKey::from_ed_der(&k.public_key)))
-                        .collect();
+                    v.keys = rows.iter().map(|k| (k.kid.clone(), DecodingKey::from_ed_der(&k.public_key))).collect();
                     v.loaded_at = Some(Instant::now());
                 }
                 Err(e) => tracing::warn!(error = %e, "reading the signing keys failed; using the cached ones"),

@@ -28,9 +28,10 @@ impl Passwords {
         let exists = hash.is_some();
         let hash = hash.map(str::to_string).unwrap_or_else(|| self.dummy_hash.to_string());
         let password = password.to_string();
-        let ok = tokio::task::spawn_blocking(move || Argon2::default().verify_password(password.as_bytes(), hash.as_str()))
-            .await
-            .map_err(|e| IdentityError::Internal(anyhow::anyhow!("password check panicked: {e}")))?;
+        let ok =
+            tokio::task::spawn_blocking(move || Argon2::default().verify_password(password.as_bytes(), hash.as_str()))
+                .await
+                .map_err(|e| IdentityError::Internal(anyhow::anyhow!("password check panicked: {e}")))?;
         Ok(exists && ok.is_ok())
     }
 }

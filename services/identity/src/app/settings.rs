@@ -4,8 +4,11 @@ use std::time::Duration;
 
 use platform::config::{Config, Var};
 
-pub const ISSUER: Var =
-    Var { name: "FEIRA_IDENTITY_ISSUER", default: "feira-identity", help: "`iss` of the access tokens identity issues" };
+pub const ISSUER: Var = Var {
+    name: "FEIRA_IDENTITY_ISSUER",
+    default: "feira-identity",
+    help: "`iss` of the access tokens identity issues",
+};
 pub const AUDIENCE: Var =
     Var { name: "FEIRA_IDENTITY_AUDIENCE", default: "feira", help: "`aud` of the access tokens identity issues" };
 pub const ACCESS_TTL: Var =

@@ -58,7 +58,11 @@ pub async fn verify_bearer(st: &AppState, token: &str) -> Result<AccessClaims, I
 
 /// The caller: a Bearer token wins (and must be valid); else the gateway's
 /// headers; else `None` (anonymous).
-pub async fn authenticate(st: &AppState, headers: &HeaderMap, caller: &Caller) -> Result<Option<Principal>, IdentityError> {
+pub async fn authenticate(
+    st: &AppState,
+    headers: &HeaderMap,
+    caller: &Caller,
+) -> Result<Option<Principal>, IdentityError> {
     if let Some(token) = bearer(headers)? {
         let claims = verify_bearer(st, token).await?;
         return Ok(Some(Principal {

@@ -27,7 +27,7 @@ impl std::fmt::Debug for KeyRow {
 /// Serializes key creation across replicas until the transaction ends.
 pub async fn lock_keys(conn: &mut PgConnection) -> sqlx::Result<()> {
     // Any constant; it names "identity signing keys" in this database.
-    sqlx::query("SELECT pg_advisory_xact_lock(7_304_661_210)").execute(conn).await?;
+    sqlx::query("SELECT pg_advisory_xact_lock(7304661210)").execute(conn).await?;
     Ok(())
 }
 

@@ -56,7 +56,11 @@ pub async fn lock_refresh_token(conn: &mut PgConnection, token_hash: &[u8]) -> s
 }
 
 pub async fn mark_used(conn: &mut PgConnection, token_hash: &[u8], at: OffsetDateTime) -> sqlx::Result<()> {
-    sqlx::query("UPDATE refresh_tokens SET used_at = $2 WHERE token_hash = $1").bind(token_hash).bind(at).execute(conn).await?;
+    sqlx::query("UPDATE refresh_tokens SET used_at = $2 WHERE token_hash = $1")
+        .bind(token_hash)
+        .bind(at)
+        .execute(conn)
+        .await?;
     Ok(())
 }
 

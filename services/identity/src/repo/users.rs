@@ -43,11 +43,10 @@ pub async fn insert_user(conn: &mut PgConnection, user: &User, password_hash: &s
 }
 
 pub async fn fetch_user(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<User>> {
-    let row: Option<UserRow> =
-        sqlx::query_as("SELECT id, email, name, roles, created_at FROM users WHERE id = $1")
-            .bind(id)
-            .fetch_optional(conn)
-            .await?;
+    let row: Option<UserRow> = sqlx::query_as("SELECT id, email, name, roles, created_at FROM users WHERE id = $1")
+        .bind(id)
+        .fetch_optional(conn)
+        .await?;
     row.map(User::try_from).transpose()
 }
 
