@@ -2,8 +2,22 @@
 
 use platform::service::ServiceSpec;
 
-/// All services, in start order.
-pub const TARGETS: &[ServiceSpec] = &[orders::SPEC, catalog::SPEC, invoices::SPEC, catalog_publisher::SPEC];
+/// All services, in start order: the outside parties' simulators first,
+/// the gateway last.
+pub const TARGETS: &[ServiceSpec] = &[
+    psp_sim::SPEC,
+    carrier_sim::SPEC,
+    identity::SPEC,
+    catalog::SPEC,
+    catalog_publisher::SPEC,
+    shipping::SPEC,
+    cart::SPEC,
+    orders::SPEC,
+    payments::SPEC,
+    invoices::SPEC,
+    notifications::SPEC,
+    gateway::SPEC,
+];
 
 pub fn find(name: &str) -> Option<&'static ServiceSpec> {
     TARGETS.iter().find(|t| t.name == name)

@@ -67,6 +67,34 @@ impl TestEnv {
         TestEnv { namespace, vars, specs: specs.to_vec(), cleaned: false }
     }
 
+    /// Gives every service a free port now (instead of port 0), so that
+    /// services can be told each other's URLs before they start; returns
+    /// `(name, port)` of each.
+    pub fn assign_free_ports(&mut self) -> Vec<(&'static str, u16)> {
+        let mut ports = Vec::new();
+        // Hold every listener until all are chosen, so no two get one port.
+        let mut held = Vec::new();
+        for spec in &self.specs {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+            let port = listener.local_addr().expect("a bound address").port();
+            held.push(listener);
+            ports.push((spec.name, port));
+        }
+        drop(held);
+        for (name, port) in &ports {
+            let up = name.to_uppercase().replace('-', "_");
+            self.vars.insert(format!("FEIRA_{up}_PORT"), port.to_string());
+        }
+        ports
+    }
+
+    /// The base URL of a service whose port was assigned.
+    pub fn url_of(&self, service: &str) -> String {
+        let up = service.to_uppercase().replace('-', "_");
+        let port = self.vars.get(&format!("FEIRA_{up}_PORT")).cloned().unwrap_or_default();
+        format!("http://127.0.0.1:{port}")
+    }
+
     /// Overrides a variable (before [`TestEnv::config`] is read).
     pub fn set(&mut self, name: &str, value: impl Into<String>) -> &mut Self {
         self.vars.insert(name.to_string(), value.into());

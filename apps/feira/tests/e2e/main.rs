@@ -6,7 +6,9 @@
 //! because they drive its binary, which Cargo only exposes to the tests of
 //! the package that builds it (`CARGO_BIN_EXE_feira`).
 
+mod checkout;
 mod helpers;
+mod shop;
 
 use std::time::Duration;
 
