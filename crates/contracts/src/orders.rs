@@ -81,6 +81,7 @@ pub struct OrderConfirmedV1 {
     pub customer_id: Uuid,
     pub currency: String,
     pub lines: Vec<OrderLineV1>,
+    /// Items plus freight (the amount charged).
     pub total_cents: i64,
     pub payment_id: Uuid,
     #[serde(default, skip_serializing_if = "Option::is_none")]
