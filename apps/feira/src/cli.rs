@@ -31,6 +31,11 @@ enum Command {
         #[command(subcommand)]
         command: DlqCommand,
     },
+    /// Manage accounts in identity.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
     /// Print every configuration variable with its default and effective value.
     Config,
     /// Print a target's OpenAPI document (JSON) without starting it.
@@ -40,6 +45,19 @@ enum Command {
         /// Print it as an AsyncAPI 3.0 document (JSON), payload schemas included.
         #[arg(long)]
         asyncapi: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum AdminCommand {
+    /// Create an administrator account (the first one, typically).
+    Create {
+        #[arg(long)]
+        email: String,
+        /// The password; read from standard input when absent (so it stays
+        /// out of the shell history and the process list).
+        #[arg(long)]
+        password: Option<String>,
     },
 }
 
@@ -86,6 +104,7 @@ pub fn main() -> ExitCode {
             Command::Targets => commands::targets(),
             Command::Migrate { targets } => commands::migrate(targets).await,
             Command::Dlq { command } => commands::dlq(command).await,
+            Command::Admin { command } => commands::admin(command).await,
             Command::Config => commands::config(),
             Command::Events { asyncapi } => commands::events(asyncapi),
             Command::Openapi { target } => commands::openapi(&target),

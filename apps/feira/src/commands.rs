@@ -247,3 +247,22 @@ pub fn openapi(target: &str) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(&(spec.openapi)())?);
     Ok(())
 }
+
+pub async fn admin(command: crate::cli::AdminCommand) -> anyhow::Result<()> {
+    match command {
+        crate::cli::AdminCommand::Create { email, password } => {
+            let password = match password {
+                Some(p) => p,
+                None => {
+                    let mut line = String::new();
+                    std::io::stdin().read_line(&mut line).context("read the password from standard input")?;
+                    line.trim_end_matches(['\r', '\n']).to_string()
+                }
+            };
+            let config = load_config()?;
+            let id = identity::create_admin(&config, &email, &password).await?;
+            println!("admin {email} created ({id})");
+            Ok(())
+        }
+    }
+}

@@ -188,7 +188,9 @@ impl Service {
         });
         let app = crate::http::app(self.name, api, openapi, ready, &self.config.http, crate::http::metrics_handle());
         let shutdown = self.shutdown.clone();
-        axum::serve(self.listener, app)
+        // The peer address reaches handlers (`ConnectInfo`), e.g. for
+        // per-client limits when no proxy set `x-forwarded-for`.
+        axum::serve(self.listener, app.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(async move { shutdown.cancelled().await })
             .await
             .with_context(|| format!("serve {}", self.name))?;
