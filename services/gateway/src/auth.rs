@@ -19,6 +19,9 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 use uuid::Uuid;
 
+/// Verified tokens kept at most (about 3 MB).
+const VERIFIED_CAPACITY: usize = 10_000;
+
 /// Who the token says the caller is.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Claims {
@@ -85,6 +88,11 @@ struct Inner {
     jwks_url: String,
     http: reqwest::Client,
     keys: RwLock<HashMap<String, DecodingKey>>,
+    /// Tokens already verified (by the whole token text), so a client's
+    /// next requests skip the signature check; emptied whenever the key set
+    /// changes and when it grows past `VERIFIED_CAPACITY`. Expiry is still
+    /// checked on every use, and the denylist in Redis every time.
+    verified: RwLock<HashMap<Box<str>, Claims>>,
     validation: Validation,
     min_refetch: Duration,
     /// When the key set was last fetched (successfully or not); held while
@@ -105,6 +113,7 @@ impl Verifier {
                 jwks_url: cfg.jwks_url,
                 http,
                 keys: RwLock::new(HashMap::new()),
+                verified: RwLock::new(HashMap::new()),
                 validation,
                 min_refetch: cfg.min_refetch,
                 last_fetch: tokio::sync::Mutex::new(None),
@@ -114,6 +123,22 @@ impl Verifier {
 
     /// Checks the token's algorithm, key, signature and claims.
     pub async fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        if let Some(c) = self.inner.verified.read().unwrap_or_else(|p| p.into_inner()).get(token) {
+            if c.exp + self.inner.validation.leeway > jsonwebtoken::get_current_timestamp() {
+                return Ok(c.clone());
+            }
+            return Err(TokenError::Expired);
+        }
+        let claims = self.verify_uncached(token).await?;
+        let mut verified = self.inner.verified.write().unwrap_or_else(|p| p.into_inner());
+        if verified.len() >= VERIFIED_CAPACITY {
+            verified.clear();
+        }
+        verified.insert(token.into(), claims.clone());
+        Ok(claims)
+    }
+
+    async fn verify_uncached(&self, token: &str) -> Result<Claims, TokenError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
         if header.alg != Algorithm::EdDSA {
             return Err(TokenError::Algorithm);
@@ -176,6 +201,7 @@ impl Verifier {
         }
         let n = keys.len();
         *self.inner.keys.write().unwrap_or_else(|p| p.into_inner()) = keys;
+        self.inner.verified.write().unwrap_or_else(|p| p.into_inner()).clear();
         metrics::counter!("gateway_jwks_fetches_total").increment(1);
         Ok(n)
     }
