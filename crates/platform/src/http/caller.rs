@@ -5,6 +5,12 @@
 //!   calls.
 //! - `x-feira-roles`: comma-separated roles (`customer`, `seller`, `admin`);
 //!   unknown roles are ignored.
+//! - `x-feira-channel`: set by an internal service calling another on a
+//!   user's behalf (the cart's checkout sets `cart` when it places the
+//!   order), never by the gateway, which strips it from clients like every
+//!   `x-feira-*` header. A service may accept a call only from a channel:
+//!   orders places an order only from the cart, which prices it from the
+//!   catalog, or from an admin.
 //!
 //! Services trust these headers because only the gateway can reach them: the
 //! gateway verifies the caller's token, **removes any `x-feira-*` header the
@@ -21,6 +27,7 @@ use crate::error::{ApiError, ErrorKind};
 
 pub const USER_ID_HEADER: &str = "x-feira-user-id";
 pub const ROLES_HEADER: &str = "x-feira-roles";
+pub const CHANNEL_HEADER: &str = "x-feira-channel";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {

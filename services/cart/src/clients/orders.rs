@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use platform::error::FieldError;
-use platform::http::caller::{ROLES_HEADER, USER_ID_HEADER};
+use platform::http::caller::{CHANNEL_HEADER, ROLES_HEADER, USER_ID_HEADER};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -122,7 +122,10 @@ impl OrdersClient {
             .timeout(self.timeout)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .header("idempotency-key", key)
-            .header(USER_ID_HEADER, &caller.user_id);
+            .header(USER_ID_HEADER, &caller.user_id)
+            // The order's prices are the catalog's: orders accepts a
+            // customer's order only from the cart.
+            .header(CHANNEL_HEADER, "cart");
         if let Some(roles) = &caller.roles {
             req = req.header(ROLES_HEADER, roles);
         }

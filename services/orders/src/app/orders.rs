@@ -22,6 +22,15 @@ pub fn authorize_placing(caller: &Caller, customer_id: Uuid) -> Result<(), Order
     Ok(())
 }
 
+/// A customer's order comes through the cart's checkout, which prices it
+/// from the catalog; only an admin places one directly.
+pub fn authorize_channel(caller: &Caller, channel: Option<&str>) -> Result<(), OrdersError> {
+    if caller.is_admin() || channel == Some("cart") {
+        return Ok(());
+    }
+    Err(OrdersError::Forbidden("orders are placed through the cart's checkout"))
+}
+
 /// Stores a new `PENDING` order, its `OrderPlacedV1` and the saga's first
 /// command (`ReserveStockV1`) in one transaction.
 ///

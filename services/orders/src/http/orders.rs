@@ -303,9 +303,11 @@ pub struct OrderPage {
         ("Idempotency-Key" = Option<String>, Header, description = "replays the first response for the same key and body"),
         ("x-feira-user-id" = Option<Uuid>, Header, description = "the caller, set by the gateway"),
         ("x-feira-roles" = Option<String>, Header, description = "the caller's roles, set by the gateway"),
+        ("x-feira-channel" = Option<String>, Header, description = "`cart` when the cart's checkout places the order; customers place orders only that way"),
     ),
     responses(
         (status = 201, description = "placed", body = OrderResponse, headers(("Location" = String))),
+        (status = 403, description = "a customer's order not placed through the cart", body = platform::error::Problem, content_type = "application/problem+json"),
         (status = 400, description = "invalid input", body = platform::error::Problem, content_type = "application/problem+json"),
         (status = 401, description = "no caller", body = platform::error::Problem, content_type = "application/problem+json"),
         (status = 409, description = "the same key is still being processed", body = platform::error::Problem, content_type = "application/problem+json"),
@@ -315,12 +317,15 @@ pub struct OrderPage {
 pub async fn place_order(
     State(st): State<AppState>,
     caller: Caller,
+    headers: axum::http::HeaderMap,
     key: Option<axum::Extension<IdempotencyKey>>,
     body: Result<Json<PlaceOrderRequest>, ApiError>,
 ) -> Result<Response, ApiError> {
     // Who is asking comes before what they sent: an anonymous caller learns
     // nothing about the body's validity.
     caller.require_user()?;
+    let channel = headers.get(platform::http::caller::CHANNEL_HEADER).and_then(|v| v.to_str().ok());
+    app::authorize_channel(&caller, channel)?;
     let Json(req) = body?;
     app::authorize_placing(&caller, req.customer_id)?;
     let new = NewOrder::try_from(req)?;

@@ -184,7 +184,10 @@ impl Caller {
         const ROLES: &str = "x-feira-roles";
         match self {
             Caller::Anonymous => req,
-            Caller::Customer(id) => req.header(USER, id.to_string()).header(ROLES, "customer"),
+            // As the cart's checkout calls orders on the customer's behalf.
+            Caller::Customer(id) => {
+                req.header(USER, id.to_string()).header(ROLES, "customer").header("x-feira-channel", "cart")
+            }
             Caller::Admin(id) => req.header(USER, id.to_string()).header(ROLES, "admin"),
             Caller::Raw { user_id, roles } => req.header(USER, user_id).header(ROLES, roles),
         }

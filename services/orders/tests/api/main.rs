@@ -919,3 +919,17 @@ async fn a_cursor_that_is_not_a_uuid_is_refused() {
 
     answer.assert_problem(StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_customer_places_orders_only_through_the_carts_checkout() {
+    let app = spawn_app().await;
+    let alice = Uuid::now_v7();
+    let direct = Caller::Raw { user_id: alice.to_string(), roles: "customer".into() };
+
+    let answer = app.place_order(&direct, &valid_order(alice)).await;
+
+    answer.assert_problem(StatusCode::FORBIDDEN);
+    assert_eq!(app.count("orders").await, 0, "a customer cannot set their own prices");
+    let admin = app.place_order(&Caller::Admin(Uuid::now_v7()), &valid_order(alice)).await;
+    assert_eq!(admin.status, StatusCode::CREATED, "an admin may: {admin:?}");
+}
