@@ -307,7 +307,7 @@ pub fn admin_router<S: Clone + Send + Sync + 'static>(faults: Faults) -> OpenApi
 }
 
 /// The fault settings and counters.
-#[utoipa::path(get, path = "/admin/faults", tag = "faults", responses((status = 200, body = FaultsView)))]
+#[utoipa::path(get, path = "/admin/faults", tag = "faults", responses((status = 200, description = "the fault settings and counters", body = FaultsView)))]
 async fn get_faults(State(faults): State<Faults>) -> Json<FaultsView> {
     Json(faults.view())
 }
@@ -318,7 +318,10 @@ async fn get_faults(State(faults): State<Faults>) -> Json<FaultsView> {
     path = "/admin/faults",
     tag = "faults",
     request_body = FaultPatch,
-    responses((status = 200, body = FaultsView), (status = 400, description = "an invalid setting"))
+    responses(
+        (status = 200, description = "the fault settings and counters", body = FaultsView),
+        (status = 400, description = "an invalid setting")
+    )
 )]
 async fn put_faults(
     State(faults): State<Faults>,
@@ -331,7 +334,7 @@ async fn put_faults(
 }
 
 /// Removes every fault and zeroes the counters.
-#[utoipa::path(delete, path = "/admin/faults", tag = "faults", responses((status = 200, body = FaultsView)))]
+#[utoipa::path(delete, path = "/admin/faults", tag = "faults", responses((status = 200, description = "the fault settings and counters", body = FaultsView)))]
 async fn delete_faults(State(faults): State<Faults>) -> Json<FaultsView> {
     tracing::info!("fault settings reset");
     Json(faults.reset())

@@ -35,7 +35,7 @@ pub struct QuoteResponse {
     path = "/v1/quotes",
     tag = "quotes",
     request_body = QuoteRequest,
-    responses((status = 200, body = QuoteResponse), (status = 400, description = "invalid_request_error"))
+    responses((status = 200, description = "the options", body = QuoteResponse), (status = 400, description = "invalid_request_error"))
 )]
 async fn create_quote(body: Bytes) -> Result<axum::Json<QuoteResponse>, CarrierError> {
     let req: QuoteRequest = json_body(&body)?;

@@ -45,7 +45,7 @@ impl TryFrom<CreateShipmentRequest> for NewShipment {
     params(("Idempotency-Key" = String, Header, description = "required")),
     request_body = CreateShipmentRequest,
     responses(
-        (status = 201, body = Shipment),
+        (status = 201, description = "the shipment", body = Shipment),
         (status = 400, description = "invalid_request_error or idempotency_error"),
     )
 )]
@@ -78,7 +78,7 @@ pub struct ShipmentList {
 }
 
 /// Booked shipments (of one `reference`), oldest first.
-#[utoipa::path(get, path = "/v1/shipments", tag = "shipments", params(ListQuery), responses((status = 200, body = ShipmentList)))]
+#[utoipa::path(get, path = "/v1/shipments", tag = "shipments", params(ListQuery), responses((status = 200, description = "the shipments", body = ShipmentList)))]
 async fn list_shipments(State(st): State<AppState>, Query(q): Query<ListQuery>) -> axum::Json<ShipmentList> {
     axum::Json(ShipmentList { data: st.bookings.list(q.reference.as_deref()) })
 }
@@ -89,7 +89,7 @@ async fn list_shipments(State(st): State<AppState>, Query(q): Query<ListQuery>) 
     path = "/v1/shipments/{id}",
     tag = "shipments",
     params(("id" = String, Path, description = "sh_...")),
-    responses((status = 200, body = Shipment), (status = 404, description = "no such shipment"))
+    responses((status = 200, description = "the shipment", body = Shipment), (status = 404, description = "no such shipment"))
 )]
 async fn get_shipment(
     State(st): State<AppState>,

@@ -91,7 +91,7 @@ pub struct ChargeList {
 }
 
 /// The ledger: charges (of one `order_ref`), oldest first.
-#[utoipa::path(get, path = "/v1/charges", tag = "charges", params(ListQuery), responses((status = 200, body = ChargeList)))]
+#[utoipa::path(get, path = "/v1/charges", tag = "charges", params(ListQuery), responses((status = 200, description = "the charges", body = ChargeList)))]
 async fn list_charges(
     State(st): State<AppState>,
     Query(q): Query<ListQuery>,
@@ -106,7 +106,7 @@ async fn list_charges(
     path = "/v1/charges/{id}",
     tag = "charges",
     params(("id" = String, Path, description = "ch_...")),
-    responses((status = 200, body = Charge), (status = 404, description = "no such charge"))
+    responses((status = 200, description = "the charge", body = Charge), (status = 404, description = "no such charge"))
 )]
 async fn get_charge(State(st): State<AppState>, Path(id): Path<String>) -> Result<axum::Json<Charge>, PspError> {
     Ok(axum::Json(app::charges::get_charge(&st.db, &id).await?))

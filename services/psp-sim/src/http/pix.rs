@@ -49,7 +49,7 @@ pub struct DeliveryList {
     path = "/admin/pix/{charge_id}/deliveries",
     tag = "admin",
     params(("charge_id" = String, Path)),
-    responses((status = 200, body = DeliveryList), (status = 404, description = "no such charge"))
+    responses((status = 200, description = "the callback attempts", body = DeliveryList), (status = 404, description = "no such charge"))
 )]
 async fn list_deliveries(
     State(st): State<AppState>,

@@ -33,7 +33,7 @@ pub struct CreateRefundRequest {
     params(("Idempotency-Key" = String, Header, description = "required; the same key answers the same refund")),
     request_body = CreateRefundRequest,
     responses(
-        (status = 201, body = Refund),
+        (status = 201, description = "the refund", body = Refund),
         (status = 400, description = "charge not succeeded, over-refund, invalid body or idempotency_error"),
         (status = 404, description = "no such charge"),
     )
