@@ -2,6 +2,8 @@
 //! orders → catalog → payments → psp-sim, then invoices, shipping and
 //! notifications, everything real except the two simulators.
 
+#![allow(clippy::unwrap_used)]
+
 use std::time::Duration;
 
 use platform::testing::{Answer, eventually};

@@ -2,6 +2,8 @@
 //! gateway in front of every service — login, checkout, object-level
 //! authorization (BOLA), forged caller headers, logout and key rotation.
 
+#![allow(clippy::unwrap_used)]
+
 use platform::testing::{Answer, eventually};
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde_json::{Value, json};
