@@ -23,9 +23,10 @@
 //! - `latency_ms`: every request that is processed waits that long after
 //!   processing, before answering.
 //!
-//! Error answers have the provider's shape,
-//! `{"error":{"type":"api_error","message":...}}`, inside an RFC 9457
-//! problem document (see [`provider_error`]).
+//! Error answers have the provider's own shape,
+//! `{"error":{"type":"api_error","message":...}}` as `application/json`
+//! (see [`provider_error`]), not the platform's problem+json: the
+//! simulators speak the outside party's protocol.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -40,7 +41,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::error::{ApiError, ErrorKind, PROBLEM_JSON};
+use crate::error::{ApiError, ErrorKind};
 use crate::http::Json;
 
 /// The longest `hang_ms` or `latency_ms` accepted (10 minutes).
@@ -252,21 +253,19 @@ impl Faults {
     }
 }
 
-/// An error answer of an outside party: `{"error":{"type","message"}}` (the
-/// shape the simulated providers use) inside an RFC 9457 problem document,
-/// so it also reads as the platform's problem+json.
+/// An error answer of an outside party: `{"error":{"type","message"}}`, the
+/// shape the simulated providers use.
 pub fn provider_error(status: StatusCode, error_type: &str, message: impl Into<String>) -> Response {
-    let message = message.into();
-    let title = status.canonical_reason().unwrap_or("Error");
-    let body = serde_json::json!({
-        "type": format!("https://feira.dev/problems/{}", title.to_lowercase().replace(' ', "-")),
-        "title": title,
-        "status": status.as_u16(),
-        "detail": message,
-        "error": { "type": error_type, "message": message },
-    });
-    let mut res = (status, body.to_string()).into_response();
-    res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+    let body = serde_json::json!({ "error": { "type": error_type, "message": message.into() } });
+    foreign(status, body.to_string())
+}
+
+/// An answer in the outside party's own JSON, passed through the scaffold's
+/// problem+json conversion unchanged (see [`crate::http::ForeignError`]).
+pub fn foreign(status: StatusCode, body: String) -> Response {
+    let mut res = (status, body).into_response();
+    res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    res.extensions_mut().insert(crate::http::ForeignError);
     res
 }
 
@@ -449,13 +448,13 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn provider_errors_carry_both_shapes() {
+    async fn provider_errors_have_the_providers_shape() {
         let res = provider_error(StatusCode::SERVICE_UNAVAILABLE, "api_error", "service unavailable");
         assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
-        assert_eq!(res.headers()[header::CONTENT_TYPE], PROBLEM_JSON);
+        assert_eq!(res.headers()[header::CONTENT_TYPE], "application/json");
+        assert!(res.extensions().get::<crate::http::ForeignError>().is_some(), "passed through as it is");
         let body = axum::body::to_bytes(res.into_body(), 4096).await.unwrap();
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
-        assert_eq!(v["error"], serde_json::json!({"type": "api_error", "message": "service unavailable"}));
-        assert_eq!(v["status"], 503);
+        assert_eq!(v, serde_json::json!({"error": {"type": "api_error", "message": "service unavailable"}}));
     }
 }

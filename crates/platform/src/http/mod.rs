@@ -163,10 +163,16 @@ async fn run_to_completion(req: Request, next: Next) -> Response {
 /// Any error answer that is not already problem+json (axum's 405, the
 /// timeout's 408, a 413 from a body limit) becomes one, so clients parse one
 /// shape.
+/// A response extension: this error answer speaks someone else's protocol
+/// (a simulated payment provider's or carrier's JSON errors) and goes out
+/// as it is, not as problem+json.
+#[derive(Debug, Clone, Copy)]
+pub struct ForeignError;
+
 async fn problem_for_every_error(req: Request, next: Next) -> Response {
     let res = next.run(req).await;
     let status = res.status();
-    if !(status.is_client_error() || status.is_server_error()) {
+    if !(status.is_client_error() || status.is_server_error()) || res.extensions().get::<ForeignError>().is_some() {
         return res;
     }
     let is_problem =

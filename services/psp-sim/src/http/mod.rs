@@ -5,8 +5,8 @@ pub mod charges;
 pub mod pix;
 pub mod refunds;
 
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::Response;
 use serde::de::DeserializeOwned;
 
 use crate::PspError;
@@ -32,18 +32,12 @@ fn json_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, PspError> {
     serde_json::from_slice(body).map_err(|e| Invalid(format!("invalid JSON body: {e}")).into())
 }
 
-/// Sends an answer. An error status (a 402 decline carries the charge) is
-/// labelled `application/problem+json` so the platform scaffold passes the
-/// provider's body through unchanged instead of wrapping it.
+/// Sends an answer in the provider's JSON (a 402 decline carries the
+/// charge), errors included: they pass the scaffold's problem+json
+/// conversion unchanged.
 fn respond(answer: Answer) -> Response {
     let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut res = (status, answer.body.to_string()).into_response();
-    let content_type = if status.is_client_error() || status.is_server_error() {
-        platform::error::PROBLEM_JSON
-    } else {
-        "application/json"
-    };
-    res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    let mut res = platform::http::faults::foreign(status, answer.body.to_string());
     if answer.replayed {
         res.headers_mut().insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
     }
