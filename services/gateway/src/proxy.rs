@@ -242,6 +242,9 @@ fn downstream(res: reqwest::Response) -> Response {
     let mut out = Response::new(Body::from_stream(res.bytes_stream()));
     *out.status_mut() = status;
     *out.headers_mut() = headers;
+    // The upstream's error answers go out as they are (the scaffold would
+    // turn a non-problem error into problem+json and drop its headers).
+    out.extensions_mut().insert(platform::http::ForeignError);
     out
 }
 

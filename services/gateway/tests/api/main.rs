@@ -254,6 +254,7 @@ async fn hop_by_hop_headers_are_dropped_and_forwarding_headers_set() {
     assert_eq!(h["x-request-id"], "req-123");
     assert!(h["traceparent"].as_str().unwrap().contains("4bf92f3577b34da6a3ce929d0e0e4736"));
     assert_eq!(h["x-forwarded-proto"], "http");
+    assert_eq!(h["x-forwarded-for"], "127.0.0.1");
     assert_eq!(h["x-forwarded-host"], s.gw.running[0].addr.to_string());
 
     // A request id is made when the client sends none.
@@ -450,6 +451,7 @@ async fn a_post_is_never_retried_and_a_get_is() {
     let gw = spawn(&routes, &jwks.url).await;
     let res = gw.client.post(gw.url("/fail")).body("{}").send().await.unwrap();
     assert_eq!(res.status(), 503);
+    assert_eq!(res.text().await.unwrap(), "down", "the upstream's own answer passes through");
     assert_eq!(up.hits(), 1, "the failing POST reached the upstream once");
     let res = gw.get("/fail").await;
     assert_eq!(res.status(), 503);
