@@ -36,6 +36,11 @@ enum Command {
         #[command(subcommand)]
         command: AdminCommand,
     },
+    /// Drive load against running services and measure it.
+    Load {
+        #[command(subcommand)]
+        command: crate::load::LoadCommand,
+    },
     /// Print every configuration variable with its default and effective value.
     Config,
     /// Print a target's OpenAPI document (JSON) without starting it.
@@ -105,6 +110,7 @@ pub fn main() -> ExitCode {
             Command::Migrate { targets } => commands::migrate(targets).await,
             Command::Dlq { command } => commands::dlq(command).await,
             Command::Admin { command } => commands::admin(command).await,
+            Command::Load { command } => crate::load::run(command).await,
             Command::Config => commands::config(),
             Command::Events { asyncapi } => commands::events(asyncapi),
             Command::Openapi { target } => commands::openapi(&target),

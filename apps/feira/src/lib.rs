@@ -5,7 +5,9 @@
 //! - [`targets`]: every deployable target (adding a service is one line).
 //! - [`cli`]: argument parsing and dispatch.
 //! - `commands`: what each subcommand does.
+//! - `load`: `feira load checkout`, the checkout load driver.
 
 pub mod cli;
 mod commands;
+mod load;
 pub mod targets;
