@@ -33,6 +33,22 @@ impl RunningService {
         format!("http://{}{path}", self.addr)
     }
 
+    /// Graceful stop from a `Drop` (a test's app going away, perhaps while
+    /// a failed test unwinds): cancels, then waits up to 10 s for the
+    /// service's relay and consumers to stop, so nothing re-declares the
+    /// namespace after the environment deleted it. Never panics; waits only
+    /// on a multi-thread runtime (elsewhere it cannot block).
+    pub fn stop_in_drop(self) {
+        self.shutdown.cancel();
+        if let Ok(rt) = tokio::runtime::Handle::try_current()
+            && rt.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
+        {
+            tokio::task::block_in_place(|| {
+                let _ = rt.block_on(tokio::time::timeout(std::time::Duration::from_secs(10), self.handle));
+            });
+        }
+    }
+
     /// Graceful stop, as on SIGTERM.
     pub async fn stop(self) -> anyhow::Result<()> {
         self.shutdown.cancel();

@@ -76,14 +76,7 @@ impl Drop for TestApp {
         let Some(service) = self.service.take() else {
             return;
         };
-        service.shutdown.cancel();
-        if let Ok(rt) = tokio::runtime::Handle::try_current()
-            && rt.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
-        {
-            tokio::task::block_in_place(|| {
-                let _ = rt.block_on(tokio::time::timeout(Duration::from_secs(10), service.handle));
-            });
-        }
+        service.stop_in_drop();
     }
 }
 

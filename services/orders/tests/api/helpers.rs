@@ -133,17 +133,7 @@ impl Drop for TestApp {
         let Some(service) = self.service.take() else {
             return;
         };
-        service.shutdown.cancel();
-        // Wait for the relay to stop, so it cannot re-declare the namespace's
-        // exchange after the environment deleted it. Never panic here: this
-        // may run while a failed test unwinds.
-        if let Ok(rt) = tokio::runtime::Handle::try_current()
-            && rt.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
-        {
-            tokio::task::block_in_place(|| {
-                let _ = rt.block_on(tokio::time::timeout(Duration::from_secs(10), service.handle));
-            });
-        }
+        service.stop_in_drop();
     }
 }
 
