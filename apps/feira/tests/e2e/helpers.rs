@@ -1,13 +1,16 @@
 //! Helpers for end-to-end tests: the real `feira` binary as a child process,
-//! orders placed over HTTP, and reads from the services' own databases.
+//! confirmed orders as the orders service announces them, and reads from the
+//! services' own databases.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
+use contracts::Envelope;
+use contracts::orders::{OrderConfirmedV1, ShippingV1};
 use platform::testing::TestEnv;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use uuid::Uuid;
@@ -119,32 +122,6 @@ pub fn command(env: &TestEnv) -> Command {
     cmd
 }
 
-pub fn order_body(customer: Uuid, quantity: i64) -> Value {
-    json!({
-        "customer_id": customer,
-        "currency": "BRL",
-        "items": [
-            {"sku": "ABC-1", "quantity": quantity, "unit_price_cents": 1990},
-            {"sku": "XYZ-9", "quantity": 1, "unit_price_cents": 500}
-        ]
-    })
-}
-
-/// Places an order as `customer`; returns its id.
-pub async fn place_order(client: &reqwest::Client, orders_url: &str, customer: Uuid) -> Uuid {
-    let res = client
-        .post(format!("{orders_url}/orders"))
-        .header("x-feira-user-id", customer.to_string())
-        .header("x-feira-roles", "customer")
-        .json(&order_body(customer, 2))
-        .send()
-        .await
-        .expect("POST /orders");
-    assert_eq!(res.status(), 201, "POST /orders: {:?}", res.text().await);
-    let body: Value = res.json().await.expect("json");
-    body["id"].as_str().and_then(|s| s.parse().ok()).expect("an order id")
-}
-
 /// The invoices of an order, as an admin sees them.
 pub async fn invoices_of(client: &reqwest::Client, invoices_url: &str, order: Uuid) -> Vec<Value> {
     let res = client
@@ -167,4 +144,20 @@ pub async fn invoice_stats(db: &sqlx::PgPool) -> (i64, i64, i64, i64) {
     .fetch_one(db)
     .await
     .expect("invoice stats")
+}
+
+/// `OrderConfirmedV1` for a new order of `customer`, as the orders service
+/// publishes it when its saga ends (2 × 19.90 plus 5.00 freight).
+pub fn order_confirmed(customer: Uuid) -> Envelope<OrderConfirmedV1> {
+    let example = OrderConfirmedV1::example();
+    let shipping = example.shipping.clone().map(|s| ShippingV1 { quote_id: Uuid::now_v7(), freight_cents: 500, ..s });
+    Envelope::new(OrderConfirmedV1 {
+        order_id: Uuid::now_v7(),
+        customer_id: customer,
+        total_cents: 2 * 1990 + 500,
+        payment_id: Uuid::now_v7(),
+        shipping,
+        confirmed_at: time::OffsetDateTime::now_utc(),
+        ..example
+    })
 }

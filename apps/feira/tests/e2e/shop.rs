@@ -294,3 +294,44 @@ pub fn order_id(answer: &Answer) -> Uuid {
 pub fn of_kind<'a>(emails: &'a [Value], kind: &str) -> Vec<&'a Value> {
     emails.iter().filter(|e| e["kind"] == kind).collect()
 }
+
+impl Shop {
+    /// The platform as another process runs it on `env`'s ports (`feira up`
+    /// as a child, see `helpers::Feira`): the same shopper's helpers, but no
+    /// service is started in this process. Build `env` with [`shop_env`].
+    pub fn attach(env: TestEnv) -> Shop {
+        let env = Arc::new(env);
+        let redis = RedisPrefix {
+            url: std::env::var("FEIRA_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_string()),
+            prefix: format!("{}:", env.namespace),
+        };
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("an HTTP client");
+        let mail_dir = PathBuf::from(env.vars["FEIRA_NOTIFICATIONS_MAIL_DIR"].clone());
+        Shop { client, mail_dir, services: BTreeMap::new(), _redis: redis, env }
+    }
+
+    /// A customer buys `quantity` × `product` by card from the cart and the
+    /// saga confirms it; returns `(order id, quote price in cents)`.
+    pub async fn buy_confirmed(&self, customer: Uuid, product: &Product, quantity: i64) -> (Uuid, i64) {
+        self.add_to_cart(customer, product, quantity).await;
+        let (quote, q) = self.quote(quantity).await;
+        let key = Uuid::new_v4().to_string();
+        let id = order_id(&self.checkout(customer, quote, json!({"type": "card", "token": "tok_visa"}), &key).await);
+        let order = self.settled(id).await;
+        assert_eq!(order["status"], "CONFIRMED", "{order}");
+        (id, q["price_cents"].as_i64().expect("a quote has a price"))
+    }
+
+    /// Waits for the order's invoices (at least one); returns them all.
+    pub async fn invoiced(&self, order: Uuid) -> Vec<Value> {
+        eventually(WAIT, &format!("order {order}'s invoice"), || async {
+            let v = self.invoices(order).await;
+            (!v.is_empty()).then_some(v)
+        })
+        .await
+    }
+}
