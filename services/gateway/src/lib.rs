@@ -192,12 +192,13 @@ async fn router(svc: &Service) -> anyhow::Result<Router> {
     )?;
     let docs = Arc::new(docs::Docs::new(table.upstreams.clone(), client.clone(), duration(&OPENAPI_TTL_VAR)?));
     tracing::info!(routes = table.routes.len(), upstreams = table.upstreams.len(), "gateway routes loaded");
+    let table_connect_timeout = table.connect_timeout;
     let gw = Arc::new(proxy::Gateway {
         budget: budget::RetryBudget::new(table.budget),
         table,
         verifier,
         limits,
-        client,
+        client: proxy::upstream_client(table_connect_timeout),
         body_limit: svc.config.http.body_limit,
     });
     let sweeper = gw.clone();

@@ -24,8 +24,24 @@ pub struct Gateway {
     pub verifier: Verifier,
     pub limits: Limits,
     pub budget: RetryBudget,
-    pub client: reqwest::Client,
+    /// Upstream connections: hyper's pooled client (keep-alive, no proxy,
+    /// no redirects followed).
+    pub client: UpstreamClient,
     pub body_limit: usize,
+}
+
+pub type UpstreamClient =
+    hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, http_body_util::Full<Bytes>>;
+
+/// The upstream client: keep-alive pool, `TCP_NODELAY`, `connect_timeout`.
+pub fn upstream_client(connect_timeout: Duration) -> UpstreamClient {
+    let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(connect_timeout));
+    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(60))
+        .pool_timer(hyper_util::rt::TokioTimer::new())
+        .build(connector)
 }
 
 static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -185,10 +201,15 @@ async fn forward(
             break;
         };
         outcome.upstream = Some(upstream.label.clone());
-        let url = format!("{}{path_and_query}", upstream.base);
-        let request = gw.client.request(method.clone(), url).headers(headers.clone()).body(body.clone());
+        let Ok(uri) = format!("{}{path_and_query}", upstream.base).parse::<axum::http::Uri>() else {
+            return problem(StatusCode::BAD_REQUEST, "bad-request", "the request path cannot be forwarded".into());
+        };
+        let mut request = axum::http::Request::new(http_body_util::Full::new(body.clone()));
+        *request.method_mut() = method.clone();
+        *request.uri_mut() = uri;
+        *request.headers_mut() = headers.clone();
         let sent = Instant::now();
-        let result = tokio::time::timeout(route.timeout, request.send()).await;
+        let result = tokio::time::timeout(route.timeout, gw.client.request(request)).await;
         metrics::histogram!("gateway_upstream_duration_seconds", "upstream" => upstream.label.clone())
             .record(sent.elapsed().as_secs_f64());
         match result {
@@ -235,13 +256,9 @@ fn is_failure(status: StatusCode) -> bool {
 }
 
 /// The upstream's answer, streamed back without its hop-by-hop headers.
-fn downstream(res: reqwest::Response) -> Response {
-    let status = res.status();
-    let mut headers = res.headers().clone();
-    remove_hop_by_hop(&mut headers);
-    let mut out = Response::new(Body::from_stream(res.bytes_stream()));
-    *out.status_mut() = status;
-    *out.headers_mut() = headers;
+fn downstream(res: axum::http::Response<hyper::body::Incoming>) -> Response {
+    let mut out = res.map(Body::new);
+    remove_hop_by_hop(out.headers_mut());
     // The upstream's error answers go out as they are (the scaffold would
     // turn a non-problem error into problem+json and drop its headers).
     out.extensions_mut().insert(platform::http::ForeignError);
