@@ -83,6 +83,7 @@ pub async fn charge_payment(
     }
     let payment = Payment::request(req, Cause::of(cmd), now);
     repo::insert_payment(tx, &payment).await?;
+    repo::set_traceparent(tx, payment.id, platform::telemetry::current_traceparent().as_deref()).await?;
     repo::notify_work(tx).await?;
     tracing::info!(payment_id = %payment.id, amount_cents = payment.amount_cents, method = payment.method.kind(), "payment requested");
     Ok(())
@@ -109,6 +110,7 @@ pub async fn refund_payment(tx: &mut PgConnection, cmd: &Envelope<RefundPaymentV
         }
         RefundStep::Work => {
             repo::update_payment(tx, &payment).await?;
+            repo::set_traceparent(tx, payment.id, platform::telemetry::current_traceparent().as_deref()).await?;
             repo::notify_work(tx).await?;
             tracing::info!(payment_id = %payment.id, status = payment.status.as_str(), "refund under way");
         }

@@ -17,6 +17,7 @@
 
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument as _;
 
 use platform::resilience::Backoff;
 use sqlx::PgPool;
@@ -143,7 +144,15 @@ impl Worker {
     async fn process_within_lease(&self, c: Claimed) {
         let budget = self.settings.lease.mul_f64(0.8);
         let (id, order_id) = (c.payment.id, c.payment.order_id);
-        match tokio::time::timeout(budget, self.process(c)).await {
+        // The provider call and the reply continue the command's trace.
+        let span = tracing::info_span!(
+            "payment work",
+            payment_id = %id,
+            %order_id,
+            status = c.payment.status.as_str()
+        );
+        platform::telemetry::set_parent(&span, c.traceparent.as_deref());
+        match tokio::time::timeout(budget, self.process(c).instrument(span)).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
                 tracing::warn!(payment_id = %id, %order_id, error = format!("{e:#}"), "payment work failed; retried after its lease")
@@ -154,7 +163,6 @@ impl Worker {
         }
     }
 
-    #[tracing::instrument(skip_all, fields(payment_id = %c.payment.id, order_id = %c.payment.order_id, status = c.payment.status.as_str()))]
     async fn process(&self, c: Claimed) -> anyhow::Result<()> {
         let p = &c.payment;
         match p.status {

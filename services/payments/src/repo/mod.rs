@@ -213,6 +213,8 @@ pub async fn list_payments(
 #[derive(Debug, Clone)]
 pub struct Claimed {
     pub payment: Payment,
+    /// The trace context of the command that gave this work.
+    pub traceparent: Option<String>,
     pub lease_id: Uuid,
     /// The charge deadline (counted from the payment's creation) has passed.
     pub past_deadline: bool,
@@ -223,6 +225,7 @@ struct ClaimedRow {
     #[sqlx(flatten)]
     row: Row,
     past_deadline: bool,
+    traceparent: Option<String>,
 }
 
 /// Claims up to `limit` payments with provider work whose time has come and
@@ -244,7 +247,7 @@ pub async fn claim_due(
                    AND (locked_until IS NULL OR locked_until < now())
                  ORDER BY next_attempt_at LIMIT $4
                    FOR UPDATE SKIP LOCKED)
-      RETURNING {COLUMNS}, created_at + make_interval(secs => $2) <= now() AS past_deadline"
+      RETURNING {COLUMNS}, created_at + make_interval(secs => $2) <= now() AS past_deadline, traceparent"
     );
     let rows: Vec<ClaimedRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .bind(lease_secs)
@@ -257,9 +260,15 @@ pub async fn claim_due(
         .map(|r| {
             let payment = Payment::try_from(r.row)?;
             let lease_id = payment.lease_id.ok_or_else(|| sqlx::Error::Decode("a claimed row has no lease".into()))?;
-            Ok(Claimed { payment, lease_id, past_deadline: r.past_deadline })
+            Ok(Claimed { payment, traceparent: r.traceparent, lease_id, past_deadline: r.past_deadline })
         })
         .collect()
+}
+
+/// Remembers the trace context of the command that gave the payment work.
+pub async fn set_traceparent(conn: &mut PgConnection, id: Uuid, traceparent: Option<&str>) -> sqlx::Result<()> {
+    sqlx::query("UPDATE payments SET traceparent = $2 WHERE id = $1").bind(id).bind(traceparent).execute(conn).await?;
+    Ok(())
 }
 
 /// Wakes the worker once the transaction commits.
