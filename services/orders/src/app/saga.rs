@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::domain::saga::{self as machine, Transition};
-use crate::domain::{Command, Order, SagaEvent, Timeouts};
+use crate::domain::{Command, Order, SagaEvent, Step, Timeouts};
 use crate::{OrdersError, events, repo};
 
 /// What set the saga moving: a reply (the messages that follow are caused
@@ -35,6 +35,9 @@ pub async fn advance(
     };
     let now = kernel::time::now();
     let t = machine::apply(&order.saga, event, now, timeouts);
+    if *event == SagaEvent::TimedOut && t.state != order.saga {
+        metrics::counter!("orders_saga_timeouts_total", "step" => order.saga.step.as_str()).increment(1);
+    }
     Ok(Some(commit_transition(tx, order, t, cause, now).await?))
 }
 
@@ -120,7 +123,6 @@ pub async fn sweep_timeouts(db: &PgPool, timeouts: &Timeouts, batch: i64) -> Res
         };
         advance(&mut tx, id, &SagaEvent::TimedOut, Cause::Internal, timeouts).await?;
         tx.commit().await?;
-        metrics::counter!("orders_saga_timeouts_total").increment(1);
         done += 1;
         if done as i64 >= batch {
             return Ok(done);
@@ -135,6 +137,10 @@ pub async fn run_timeout_sweeper(
     every: std::time::Duration,
     shutdown: tokio_util::sync::CancellationToken,
 ) {
+    // Exported from the start, so a first timeout shows as an increase.
+    for step in [Step::ReservingStock, Step::Charging, Step::AwaitingPix] {
+        metrics::counter!("orders_saga_timeouts_total", "step" => step.as_str()).absolute(0);
+    }
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
