@@ -64,6 +64,7 @@ pub async fn queue_email(
         tracing::info!("this event's e-mail already exists");
         return Ok(None);
     }
+    repo::set_traceparent(tx, email.id, platform::telemetry::current_traceparent().as_deref()).await?;
     match email.status {
         EmailStatus::Skipped => {
             tracing::info!(email_id = %email.id, reason = email.last_error.as_deref().unwrap_or(""), "e-mail skipped")

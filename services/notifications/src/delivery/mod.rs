@@ -15,6 +15,7 @@ use platform::resilience::Backoff;
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use crate::app::count_email;
 use crate::domain::{Email, EmailStatus};
@@ -49,8 +50,15 @@ pub async fn run(db: PgPool, config: DeliveryConfig, shutdown: CancellationToken
             }
         };
         let full = claimed.len() as i64 >= config.batch;
-        for email in claimed {
-            deliver(&db, &config, email).await;
+        for c in claimed {
+            let span = tracing::info_span!(
+                "deliver",
+                email_id = %c.email.id,
+                kind = c.email.kind.as_str(),
+                attempt = c.email.attempts
+            );
+            platform::telemetry::set_parent(&span, c.traceparent.as_deref());
+            deliver(&db, &config, c.email).instrument(span).await;
         }
         if full {
             continue;
@@ -95,7 +103,6 @@ async fn wait(listener: &mut Option<PgListener>, poll: Duration) -> bool {
     }
 }
 
-#[tracing::instrument(skip_all, fields(email_id = %email.id, kind = email.kind.as_str(), attempt = email.attempts))]
 async fn deliver(db: &PgPool, config: &DeliveryConfig, email: Email) {
     let outcome = config.transport.send(&email).await;
     let now = kernel::time::now();

@@ -154,7 +154,26 @@ pub async fn list_emails(
 /// Leases up to `limit` due pending e-mails to the caller for `lease` and
 /// counts the attempt. Rows another worker holds are skipped, so several
 /// replicas share the work without sending one e-mail twice.
-pub async fn claim_due(db: &PgPool, lease: Duration, limit: i64) -> sqlx::Result<Vec<Email>> {
+/// Remembers the trace context of the event that queued the e-mail.
+pub async fn set_traceparent(conn: &mut PgConnection, id: Uuid, traceparent: Option<&str>) -> sqlx::Result<()> {
+    sqlx::query("UPDATE emails SET traceparent = $2 WHERE id = $1").bind(id).bind(traceparent).execute(conn).await?;
+    Ok(())
+}
+
+/// An e-mail claimed for sending, with the trace context it continues.
+pub struct Claimed {
+    pub email: Email,
+    pub traceparent: Option<String>,
+}
+
+#[derive(sqlx::FromRow)]
+struct ClaimedRow {
+    #[sqlx(flatten)]
+    row: EmailRow,
+    traceparent: Option<String>,
+}
+
+pub async fn claim_due(db: &PgPool, lease: Duration, limit: i64) -> sqlx::Result<Vec<Claimed>> {
     let sql = format!(
         "UPDATE emails SET attempts = attempts + 1, leased_until = now() + make_interval(secs => $1)
           WHERE id IN (SELECT id FROM emails
@@ -163,11 +182,11 @@ pub async fn claim_due(db: &PgPool, lease: Duration, limit: i64) -> sqlx::Result
                         ORDER BY next_attempt_at
                         LIMIT $2
                         FOR UPDATE SKIP LOCKED)
-          RETURNING {EMAIL_COLUMNS}"
+          RETURNING {EMAIL_COLUMNS}, traceparent"
     );
-    let rows: Vec<EmailRow> =
+    let rows: Vec<ClaimedRow> =
         sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(lease.as_secs_f64()).bind(limit).fetch_all(db).await?;
-    rows.into_iter().map(Email::try_from).collect()
+    rows.into_iter().map(|r| Ok(Claimed { email: Email::try_from(r.row)?, traceparent: r.traceparent })).collect()
 }
 
 /// The e-mail went out; false when it was no longer pending.
