@@ -45,7 +45,7 @@
 //! - `Orders`: orders awaiting their event, and their outcome.
 //! - `closed_loop` / `open_loop`: the two drivers; `Report`: the figures.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -335,7 +335,7 @@ async fn closed_loop(ctx: &Arc<Ctx>, concurrency: usize, duration: Duration) -> 
 /// prepared ahead by `concurrency` preparers. Returns the start.
 async fn open_loop(ctx: &Arc<Ctx>, rate: f64, concurrency: usize, duration: Duration) -> Instant {
     let n = planned(rate, duration.as_secs_f64());
-    // About a second of checkouts ready ahead (twice: the queue, then the channel).
+    // About a second of checkouts (at least one per preparer) ready ahead.
     let ahead = (rate.ceil() as usize).clamp(1, 10_000).max(concurrency).min(n.max(1));
     let (tx, mut rx) = mpsc::channel::<Result<Prepared, Failure>>(ahead);
     let next = Arc::new(AtomicUsize::new(0));
@@ -352,25 +352,16 @@ async fn open_loop(ctx: &Arc<Ctx>, rate: f64, concurrency: usize, duration: Dura
         });
     }
     drop(tx);
-    let mut ready = VecDeque::with_capacity(ahead);
-    while ready.len() < ahead.min(n) {
-        match rx.recv().await {
-            Some(p) => ready.push_back(p),
-            None => break,
-        }
+    // Start once the channel is full (or every preparer is done).
+    while rx.len() < ahead.min(n) && !rx.is_closed() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let start = Instant::now();
     let mut checkouts = JoinSet::new();
     for i in 0..n {
         let due = start + due_offset(i, rate);
         tokio::time::sleep_until(due).await;
-        let item = match ready.pop_front() {
-            Some(item) => item,
-            None => match rx.recv().await {
-                Some(item) => item,
-                None => break,
-            },
-        };
+        let Some(item) = rx.recv().await else { break };
         match item {
             Ok(p) => {
                 let ctx = ctx.clone();
