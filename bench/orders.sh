@@ -111,7 +111,8 @@ delete_queues() {
   local queue
   while read -r queue _; do
     [[ -n $queue ]] || continue
-    rabbitmqctl -q delete_queue "$queue" >/dev/null 2>&1 || log "could not delete queue $queue"
+    # </dev/null: rabbitmqctl would otherwise read the rest of the list.
+    rabbitmqctl -q delete_queue "$queue" </dev/null >/dev/null 2>&1 || log "could not delete queue $queue"
   done < <(bench_queues)
 }
 
