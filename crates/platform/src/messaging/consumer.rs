@@ -44,6 +44,12 @@ pub struct ConsumerSpec {
     /// `<service>.<what it reacts to>`, e.g. `invoices.order_placed`.
     pub name: &'static str,
     pub bindings: &'static [&'static str],
+    /// At most this many messages in one transaction; `None`: as many as
+    /// are already delivered, up to the prefetch. A handler that locks rows
+    /// other consumers lock too (stock) should take `Some(1)`: in a batch the
+    /// locks of every message are held to the commit, in arrival order, and
+    /// two batches deadlock.
+    pub max_batch: Option<u16>,
 }
 
 /// A delivered message, its envelope parsed and its payload not yet.
@@ -232,7 +238,8 @@ impl<H: Handler> Consumer<H> {
             // Take what else is already here (up to the prefetch) and apply it in
             // one transaction: one commit for the batch instead of one per message.
             let mut batch = vec![first?];
-            while batch.len() < usize::from(cfg.prefetch) {
+            let most = usize::from(self.spec.max_batch.unwrap_or(cfg.prefetch).clamp(1, cfg.prefetch.max(1)));
+            while batch.len() < most {
                 match stream.next().now_or_never() {
                     Some(Some(d)) => batch.push(d?),
                     _ => break,

@@ -32,6 +32,7 @@ pub const CONSUMER: ConsumerSpec = ConsumerSpec {
         ProductChangedV1::ROUTING_KEY,
         StockChangedV1::ROUTING_KEY,
     ],
+    max_batch: None,
 };
 
 /// Routes each catalog change to its handler.

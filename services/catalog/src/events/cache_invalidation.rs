@@ -25,6 +25,7 @@ pub const CONSUMER: ConsumerSpec = ConsumerSpec {
         CategoryChangedV1::ROUTING_KEY,
         OwnerChangedV1::ROUTING_KEY,
     ],
+    max_batch: None,
 };
 
 pub struct OnCatalogChanged {

@@ -10,7 +10,7 @@ use sqlx::PgConnection;
 use crate::app;
 
 pub const CONSUMER: ConsumerSpec =
-    ConsumerSpec { name: "catalog.commit_stock", bindings: &[CommitStockV1::ROUTING_KEY] };
+    ConsumerSpec { name: "catalog.commit_stock", bindings: &[CommitStockV1::ROUTING_KEY], max_batch: Some(1) };
 
 pub struct OnCommitStock;
 

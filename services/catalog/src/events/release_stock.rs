@@ -9,7 +9,7 @@ use sqlx::PgConnection;
 use crate::app;
 
 pub const CONSUMER: ConsumerSpec =
-    ConsumerSpec { name: "catalog.release_stock", bindings: &[ReleaseStockV1::ROUTING_KEY] };
+    ConsumerSpec { name: "catalog.release_stock", bindings: &[ReleaseStockV1::ROUTING_KEY], max_batch: Some(1) };
 
 pub struct OnReleaseStock;
 

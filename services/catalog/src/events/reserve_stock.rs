@@ -12,7 +12,7 @@ use crate::app;
 use crate::domain::{Quantity, ReservationLine, ReservationRequest};
 
 pub const CONSUMER: ConsumerSpec =
-    ConsumerSpec { name: "catalog.reserve_stock", bindings: &[ReserveStockV1::ROUTING_KEY] };
+    ConsumerSpec { name: "catalog.reserve_stock", bindings: &[ReserveStockV1::ROUTING_KEY], max_batch: Some(1) };
 
 pub struct OnReserveStock {
     pub ttl: Duration,

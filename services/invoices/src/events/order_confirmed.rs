@@ -13,7 +13,7 @@ use crate::app;
 use crate::domain::{InvoiceDraft, InvoiceLine};
 
 pub const CONSUMER: ConsumerSpec =
-    ConsumerSpec { name: "invoices.order_confirmed", bindings: &[OrderConfirmedV1::ROUTING_KEY] };
+    ConsumerSpec { name: "invoices.order_confirmed", bindings: &[OrderConfirmedV1::ROUTING_KEY], max_batch: None };
 
 pub struct OnOrderConfirmed;
 

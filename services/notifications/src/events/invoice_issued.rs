@@ -9,7 +9,7 @@ use crate::app::{self, EmailRequest};
 use crate::domain::{EmailKind, render};
 
 pub const CONSUMER: ConsumerSpec =
-    ConsumerSpec { name: "notifications.invoice_issued", bindings: &[InvoiceIssuedV1::ROUTING_KEY] };
+    ConsumerSpec { name: "notifications.invoice_issued", bindings: &[InvoiceIssuedV1::ROUTING_KEY], max_batch: None };
 
 pub struct OnInvoiceIssued;
 

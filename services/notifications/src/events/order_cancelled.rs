@@ -12,7 +12,7 @@ use crate::app::{self, EmailRequest};
 use crate::domain::{EmailKind, render};
 
 pub const CONSUMER: ConsumerSpec =
-    ConsumerSpec { name: "notifications.order_cancelled", bindings: &[OrderCancelledV1::ROUTING_KEY] };
+    ConsumerSpec { name: "notifications.order_cancelled", bindings: &[OrderCancelledV1::ROUTING_KEY], max_batch: None };
 
 pub struct OnOrderCancelled;
 

@@ -9,7 +9,7 @@ use crate::app;
 use crate::domain::Recipient;
 
 pub const CONSUMER: ConsumerSpec =
-    ConsumerSpec { name: "notifications.order_placed", bindings: &[OrderPlacedV1::ROUTING_KEY] };
+    ConsumerSpec { name: "notifications.order_placed", bindings: &[OrderPlacedV1::ROUTING_KEY], max_batch: None };
 
 pub struct OnOrderPlaced;
 

@@ -8,8 +8,11 @@ use sqlx::PgConnection;
 use crate::app::{self, EmailRequest};
 use crate::domain::{EmailKind, render};
 
-pub const CONSUMER: ConsumerSpec =
-    ConsumerSpec { name: "notifications.shipment_scheduled", bindings: &[ShipmentScheduledV1::ROUTING_KEY] };
+pub const CONSUMER: ConsumerSpec = ConsumerSpec {
+    name: "notifications.shipment_scheduled",
+    bindings: &[ShipmentScheduledV1::ROUTING_KEY],
+    max_batch: None,
+};
 
 pub struct OnShipmentScheduled;
 

@@ -27,6 +27,7 @@ pub const CONSUMER: ConsumerSpec = ConsumerSpec {
         PaymentRefundedV1::ROUTING_KEY,
         ShipmentScheduledV1::ROUTING_KEY,
     ],
+    max_batch: None,
 };
 
 pub struct SagaReplies {

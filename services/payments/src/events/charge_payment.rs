@@ -10,7 +10,7 @@ use crate::app;
 use crate::domain::ChargeRequest;
 
 pub const CONSUMER: ConsumerSpec =
-    ConsumerSpec { name: "payments.charge_payment", bindings: &[ChargePaymentV1::ROUTING_KEY] };
+    ConsumerSpec { name: "payments.charge_payment", bindings: &[ChargePaymentV1::ROUTING_KEY], max_batch: None };
 
 pub struct OnChargePayment;
 

@@ -8,7 +8,7 @@ use sqlx::PgConnection;
 use crate::app;
 
 pub const CONSUMER: ConsumerSpec =
-    ConsumerSpec { name: "payments.refund_payment", bindings: &[RefundPaymentV1::ROUTING_KEY] };
+    ConsumerSpec { name: "payments.refund_payment", bindings: &[RefundPaymentV1::ROUTING_KEY], max_batch: None };
 
 pub struct OnRefundPayment;
 

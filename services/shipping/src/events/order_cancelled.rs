@@ -8,7 +8,7 @@ use sqlx::PgConnection;
 use crate::app;
 
 pub const CONSUMER: ConsumerSpec =
-    ConsumerSpec { name: "shipping.order_cancelled", bindings: &[OrderCancelledV1::ROUTING_KEY] };
+    ConsumerSpec { name: "shipping.order_cancelled", bindings: &[OrderCancelledV1::ROUTING_KEY], max_batch: None };
 
 pub struct OnOrderCancelled;
 

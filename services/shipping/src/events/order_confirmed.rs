@@ -8,7 +8,7 @@ use sqlx::PgConnection;
 use crate::{Settings, app};
 
 pub const CONSUMER: ConsumerSpec =
-    ConsumerSpec { name: "shipping.order_confirmed", bindings: &[OrderConfirmedV1::ROUTING_KEY] };
+    ConsumerSpec { name: "shipping.order_confirmed", bindings: &[OrderConfirmedV1::ROUTING_KEY], max_batch: None };
 
 pub struct OnOrderConfirmed {
     pub settings: Settings,
