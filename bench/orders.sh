@@ -68,11 +68,8 @@ CLEANED=0
 
 export LC_ALL=C
 
-log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-die() {
-  log "error: $*"
-  exit 1
-}
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
 
 # psql on one database, unaligned tuples only, stopping on the first error.
 q() {
@@ -100,91 +97,11 @@ ensure_cmd() { # ensure_cmd <command> <debian package>
   command -v "$1" >/dev/null 2>&1 || die "$1 not found (install the Debian package $2)"
 }
 
-# Every queue of the bench namespace, with its ready + unacknowledged count.
-bench_queues() {
-  command -v rabbitmqctl >/dev/null 2>&1 || return 0
-  rabbitmqctl -q list_queues --no-table-headers name messages 2>/dev/null |
-    awk -v p="$NAMESPACE." 'index($1, p) == 1'
-}
-
-delete_queues() {
-  local queue
-  while read -r queue _; do
-    [[ -n $queue ]] || continue
-    # </dev/null: rabbitmqctl would otherwise read the rest of the list.
-    rabbitmqctl -q delete_queue "$queue" </dev/null >/dev/null 2>&1 || log "could not delete queue $queue"
-  done < <(bench_queues)
-}
-
-delete_redis_keys() {
-  command -v redis-cli >/dev/null 2>&1 || return 0
-  redis-cli --scan --pattern "$NAMESPACE:*" 2>/dev/null | xargs -r -n 500 redis-cli del >/dev/null 2>&1 || true
-}
-
 drop_databases() {
   local db
   for db in "${DATABASES[@]}"; do
     drop_db "$db" 2>/dev/null || log "could not drop $db"
   done
-}
-
-start_top() { # start_top <log file>: samples every second until stop_top
-  top -b -d 1 -w 512 >"$1" 2>&1 &
-  TOP_PID=$!
-}
-
-stop_top() {
-  if [[ -n $TOP_PID ]]; then
-    kill "$TOP_PID" 2>/dev/null || true
-    wait "$TOP_PID" 2>/dev/null || true
-    TOP_PID=""
-  fi
-}
-
-# Average CPU of each command over the samples of a `top -b` log (the first
-# sample, which covers the time before top started, is skipped), as a JSON
-# object: {"busy": machine-wide busy % (100 = every core), "other": CPU of
-# every process that is not part of the benchmark (builds, tests...),
-# "postgres": ..., "feira": ..., ...}. Per-process figures are in top's
-# convention: 100 = one core.
-top_summary() {
-  awk '
-    /^top - / { n++; next }
-    n < 2 { next }
-    /^%Cpu\(s\):/ {
-      for (i = 2; i <= NF; i++) if ($i ~ /^id,?$/) { idle += $(i - 1); samples++ }
-      next
-    }
-    $1 ~ /^[0-9]+$/ && NF >= 12 {
-      cpu[$12] += $9
-      if ($12 !~ /^(feira|postgres|beam\.smp|erl_child_setup|epmd|inet_gethost|redis-server|wrk|pgbench|psql|top|kworker.*|ksoftirqd.*|jbd2.*|kdamond.*|rcu_.*|migration.*)$/)
-        other += $9
-    }
-    END {
-      if (samples == 0) { print "busy 0"; print "other 0"; exit }
-      printf "busy %.1f\nother %.1f\n", 100 - idle / samples, other / samples
-      for (c in cpu) if (cpu[c] / samples >= 1) printf "%s %.1f\n", c, cpu[c] / samples
-    }' "$1" |
-    jq -Rn '[inputs | split(" ") | {(.[0]): (.[1] | tonumber)}] | add // {}'
-}
-
-stop_feira() {
-  [[ -n $FEIRA_PID ]] || return 0
-  if kill -0 "$FEIRA_PID" 2>/dev/null; then
-    log "stopping feira (pid $FEIRA_PID)"
-    kill -TERM "$FEIRA_PID" 2>/dev/null || true
-    local i
-    for ((i = 0; i < 300; i++)); do
-      kill -0 "$FEIRA_PID" 2>/dev/null || break
-      sleep 0.1
-    done
-    if kill -0 "$FEIRA_PID" 2>/dev/null; then
-      log "feira ignored SIGTERM for 30 s; killing it"
-      kill -KILL "$FEIRA_PID" 2>/dev/null || true
-    fi
-  fi
-  wait "$FEIRA_PID" 2>/dev/null || true
-  FEIRA_PID=""
 }
 
 cleanup() {
@@ -443,8 +360,8 @@ for c in "${CONNECTIONS[@]}"; do
   NON2XX[$c]=$(wrk_field "$f" non2xx)
   SOCKERR[$c]=$(wrk_field "$f" socket_errors)
   [[ -n ${RPS[$c]} ]] || die "could not parse $f"
-  CPU_LOAD[$c]=$(top_summary "$RUN_DIR/top-load-c$c.txt")
-  CPU_CATCHUP[$c]=$(top_summary "$RUN_DIR/top-catchup-c$c.txt")
+  CPU_LOAD[$c]=$(top_summary "$RUN_DIR/top-load-c$c.txt" "wrk|pgbench|psql")
+  CPU_CATCHUP[$c]=$(top_summary "$RUN_DIR/top-catchup-c$c.txt" "wrk|pgbench|psql")
   log "c=$c: ${RPS[$c]} req/s, p50 ${P50[$c]} ms, p99 ${P99[$c]} ms, non-2xx ${NON2XX[$c]};" \
     "at stop: $placed orders, $pending PENDING, outbox unsent $unsent;" \
     "outbox drained ${DRAIN[$c]} s, sagas settled ${SETTLED[$c]} s, queues empty ${QUIET[$c]} s"
@@ -495,7 +412,7 @@ for c in "${CONNECTIONS[@]}"; do
   TPS[$c]=$(awk '/^tps = .*(without initial connection time|excluding connections establishing)/ { print $3 }' "$f")
   PGFAIL[$c]=$(awk '/number of failed transactions:/ { print $5; f = 1 } END { if (!f) print 0 }' "$f")
   [[ -n ${TPS[$c]} ]] || die "could not parse tps from $f"
-  CPU_PGBENCH[$c]=$(top_summary "$RUN_DIR/top-pgbench-c$c.txt")
+  CPU_PGBENCH[$c]=$(top_summary "$RUN_DIR/top-pgbench-c$c.txt" "wrk|pgbench|psql")
   log "c=$c: pgbench ${TPS[$c]} tps"
 done
 
