@@ -159,6 +159,30 @@ impl Service {
     /// lets in-flight requests finish and waits for the background tasks
     /// (relay, consumers) to stop, within the configured grace period.
     pub async fn serve(self, api: Router, openapi: utoipa::openapi::OpenApi) -> anyhow::Result<()> {
+        let app = self.scaffold(api, openapi);
+        self.serve_router(app).await
+    }
+
+    /// Like [`Service::serve`], but the requests `hot` claims skip the
+    /// scaffold's middleware (span, request id, RED metrics, timeout, run to
+    /// completion, problem+json rewriting) and go straight to its service,
+    /// which then owns those concerns. For a request path that must be as
+    /// lean as possible (the gateway's proxy); the scaffold's own endpoints
+    /// (`/health/*`, `/metrics`, `/openapi.json`, `/docs`) and every path
+    /// `hot` does not claim are served by `api` as usual. See
+    /// docs/adr/0020-gateway-hot-path.md.
+    pub async fn serve_with_hot_path(
+        self,
+        api: Router,
+        openapi: utoipa::openapi::OpenApi,
+        hot: crate::http::HotPath,
+    ) -> anyhow::Result<()> {
+        let app = self.scaffold(api, openapi);
+        self.serve_router(crate::http::split(app, hot)).await
+    }
+
+    /// The service's API wrapped by the scaffold, with its readiness check.
+    fn scaffold(&self, api: Router, openapi: utoipa::openapi::OpenApi) -> Router {
         let db = self.db.clone();
         let broker = self.broker.clone();
         let starting = self.consumers_starting.clone();
@@ -186,7 +210,10 @@ impl Service {
                 crate::http::Readiness { ready: db_ok && consumers_ok, checks }
             })
         });
-        let app = crate::http::app(self.name, api, openapi, ready, &self.config.http, crate::http::metrics_handle());
+        crate::http::app(self.name, api, openapi, ready, &self.config.http, crate::http::metrics_handle())
+    }
+
+    async fn serve_router(self, app: Router) -> anyhow::Result<()> {
         let shutdown = self.shutdown.clone();
         // The peer address reaches handlers (`ConnectInfo`), e.g. for
         // per-client limits when no proxy set `x-forwarded-for`.

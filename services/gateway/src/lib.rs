@@ -47,9 +47,12 @@ use std::time::Duration;
 use anyhow::Context as _;
 use axum::Router;
 use axum::http::{HeaderName, HeaderValue, Method};
-use axum::routing::{any, get};
+use axum::routing::get;
 use platform::config::Var;
+use platform::http::HotPath;
 use platform::service::{RunFuture, Service, ServiceSpec};
+use std::convert::Infallible;
+use tower::util::BoxCloneSyncService;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use utoipa::OpenApi;
 
@@ -131,8 +134,8 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 
 fn run(svc: Service) -> RunFuture {
     Box::pin(async move {
-        let router = router(&svc).await?;
-        svc.serve(router, openapi()).await
+        let (router, hot) = router(&svc).await?;
+        svc.serve_with_hot_path(router, openapi(), hot).await
     })
 }
 
@@ -157,7 +160,9 @@ fn load_routes(svc: &Service) -> anyhow::Result<routes::Table> {
         .with_context(|| format!("invalid gateway routes file {path}"))
 }
 
-async fn router(svc: &Service) -> anyhow::Result<Router> {
+/// The gateway's own endpoints (served with the platform's middleware) and
+/// the proxy (every other path, on the hot path).
+async fn router(svc: &Service) -> anyhow::Result<(Router, HotPath)> {
     let table = load_routes(svc)?;
     let duration = |v: &Var| svc.config.duration(v.name).with_context(|| format!("invalid {}", v.name));
     let deny_fail_closed = match var(svc, &DENYLIST_FAIL_MODE_VAR) {
@@ -200,6 +205,8 @@ async fn router(svc: &Service) -> anyhow::Result<Router> {
         limits,
         client: proxy::upstream_client(table_connect_timeout),
         body_limit: svc.config.http.body_limit,
+        body_timeout: svc.config.http.request_timeout,
+        metrics: proxy::RequestMetrics::default(),
     });
     let sweeper = gw.clone();
     let stop = svc.shutdown.clone();
@@ -212,19 +219,28 @@ async fn router(svc: &Service) -> anyhow::Result<Router> {
         }
     });
 
-    let mut router = Router::new()
-        .route("/", any(proxy::proxy))
-        .route("/{*path}", any(proxy::proxy))
-        .with_state(gw)
-        .merge(Router::new().route("/gateway/openapi.json", get(docs::merged_openapi)).with_state(docs))
-        .merge(
-            utoipa_swagger_ui::SwaggerUi::new("/gateway/docs")
-                .config(utoipa_swagger_ui::Config::new(["/gateway/openapi.json"])),
-        );
-    if let Some(cors) = cors(var(svc, &CORS_ORIGINS_VAR))? {
-        router = router.layer(cors);
-    }
-    Ok(router)
+    let cors = cors(var(svc, &CORS_ORIGINS_VAR))?;
+    let mut router = Router::new().route("/gateway/openapi.json", get(docs::merged_openapi)).with_state(docs).merge(
+        utoipa_swagger_ui::SwaggerUi::new("/gateway/docs")
+            .config(utoipa_swagger_ui::Config::new(["/gateway/openapi.json"])),
+    );
+    let proxy = tower::service_fn(move |req| {
+        let gw = gw.clone();
+        async move { Ok::<_, Infallible>(proxy::proxy(gw, req).await) }
+    });
+    let service = match cors {
+        Some(cors) => {
+            router = router.layer(cors.clone());
+            BoxCloneSyncService::new(tower::ServiceBuilder::new().layer(cors).service(proxy))
+        }
+        None => BoxCloneSyncService::new(proxy),
+    };
+    Ok((router, HotPath { claims: is_proxied, service }))
+}
+
+/// Every path but the gateway's own endpoints goes to the proxy.
+pub fn is_proxied(path: &str) -> bool {
+    !(path == "/gateway" || path.starts_with("/gateway/"))
 }
 
 fn cors(origins: &str) -> anyhow::Result<Option<CorsLayer>> {

@@ -1,12 +1,13 @@
 //! The catch-all handler: match a route, authenticate, rate-limit, forward
 //! with retries and circuit breakers, and answer.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{ConnectInfo, Request};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -28,6 +29,9 @@ pub struct Gateway {
     /// no redirects followed).
     pub client: UpstreamClient,
     pub body_limit: usize,
+    /// How long a request body may take to arrive (408 after).
+    pub body_timeout: Duration,
+    pub metrics: RequestMetrics,
 }
 
 pub type UpstreamClient =
@@ -53,42 +57,125 @@ static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host"
 static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 
 /// What the access log and the metrics record of one request.
-struct Outcome {
-    route: String,
-    upstream: Option<String>,
-    user: Option<String>,
+struct Outcome<'a> {
+    route: &'a str,
+    upstream: Option<&'a str>,
+    user: Option<uuid::Uuid>,
 }
 
 /// Forwards any request that no gateway endpoint answers.
-pub async fn proxy(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
+///
+/// It runs outside the platform's HTTP middleware
+/// (`Service::serve_with_hot_path`, docs/adr/0020-gateway-hot-path.md), so it
+/// does their work itself: the request id (kept or made, sent upstream and
+/// back), a server span continuing the client's `traceparent`, the request
+/// metrics and the access log line.
+pub async fn proxy(gw: Arc<Gateway>, mut req: Request) -> Response {
+    use tracing::Instrument as _;
     let started = Instant::now();
+    let request_id = match req.headers().get(&REQUEST_ID) {
+        Some(v) if !v.is_empty() && v.len() <= 128 => v.clone(),
+        _ => {
+            let v = new_request_id();
+            req.headers_mut().insert(REQUEST_ID.clone(), v.clone());
+            v
+        }
+    };
     let method = req.method().clone();
-    let request_id = req.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
-    let mut outcome = Outcome { route: "unmatched".into(), upstream: None, user: None };
-    let res = handle(&gw, req, &mut outcome).await;
-    let status = res.status().as_u16();
-    metrics::counter!(
-        "gateway_requests_total",
-        "route" => outcome.route.clone(),
-        "method" => method.to_string(),
-        "status" => status.to_string()
-    )
-    .increment(1);
+    let span = tracing::info_span!(
+        "http request",
+        otel.name = tracing::field::Empty,
+        otel.kind = "server",
+        service = "gateway",
+        http.request.method = %method,
+        url.path = %req.uri().path(),
+        http.route = tracing::field::Empty,
+        http.response.status_code = tracing::field::Empty,
+        request_id = ?request_id,
+    );
+    if !span.is_disabled() {
+        let tp = req.headers().get(&TRACEPARENT).and_then(|v| v.to_str().ok());
+        platform::telemetry::set_parent(&span, tp);
+    }
+    let mut outcome = Outcome { route: UNMATCHED, upstream: None, user: None };
+    let mut res = handle(&gw, req, &mut outcome).instrument(span.clone()).await;
+    let status = res.status();
+    res.headers_mut().insert(REQUEST_ID.clone(), request_id.clone());
+    if !span.is_disabled() {
+        span.record("otel.name", format!("{method} {}", outcome.route));
+        span.record("http.route", outcome.route);
+        span.record("http.response.status_code", status.as_u16());
+    }
+    let elapsed = started.elapsed();
+    gw.metrics.record(outcome.route, &method, status, elapsed);
     tracing::info!(
         target: "gateway::access",
+        parent: &span,
         method = %method,
         route = outcome.route,
-        upstream = outcome.upstream.as_deref().unwrap_or("-"),
-        status,
-        latency_ms = started.elapsed().as_secs_f64() * 1000.0,
-        user_id = outcome.user.as_deref().unwrap_or("-"),
-        request_id,
+        upstream = outcome.upstream.unwrap_or("-"),
+        status = status.as_u16(),
+        latency_ms = elapsed.as_secs_f64() * 1000.0,
+        user_id = outcome.user.map(|u| u.to_string()).as_deref().unwrap_or("-"),
+        request_id = ?request_id,
         "access"
     );
     res
 }
 
-async fn handle(gw: &Gateway, req: Request, outcome: &mut Outcome) -> Response {
+/// The route label of requests that match no route.
+const UNMATCHED: &str = "unmatched";
+
+/// A random (version 4) UUID, from a fast non-cryptographic generator: it
+/// only has to be unique, not secret.
+fn new_request_id() -> HeaderValue {
+    let id = uuid::Builder::from_random_bytes(fastrand::u128(..).to_le_bytes()).into_uuid();
+    let mut buf = uuid::Uuid::encode_buffer();
+    HeaderValue::from_str(id.hyphenated().encode_lower(&mut buf)).unwrap_or_else(|_| HeaderValue::from_static("-"))
+}
+
+/// `gateway_requests_total{route,method,status}` and
+/// `gateway_request_duration_seconds{route}`, with the handles cached so a
+/// request does not build label sets.
+#[derive(Default)]
+pub struct RequestMetrics {
+    by_route: std::sync::RwLock<HashMap<String, RouteMetrics>>,
+}
+
+struct RouteMetrics {
+    duration: metrics::Histogram,
+    counters: HashMap<(Method, u16), metrics::Counter>,
+}
+
+impl RequestMetrics {
+    fn record(&self, route: &str, method: &Method, status: StatusCode, elapsed: Duration) {
+        let key = (method.clone(), status.as_u16());
+        let cached = {
+            let by_route = self.by_route.read().unwrap_or_else(|p| p.into_inner());
+            by_route.get(route).and_then(|m| Some((m.duration.clone(), m.counters.get(&key)?.clone())))
+        };
+        let (duration, counter) = cached.unwrap_or_else(|| {
+            let mut by_route = self.by_route.write().unwrap_or_else(|p| p.into_inner());
+            let m = by_route.entry(route.to_string()).or_insert_with(|| RouteMetrics {
+                duration: metrics::histogram!("gateway_request_duration_seconds", "route" => route.to_string()),
+                counters: HashMap::new(),
+            });
+            let counter = m.counters.entry(key).or_insert_with(|| {
+                metrics::counter!(
+                    "gateway_requests_total",
+                    "route" => route.to_string(),
+                    "method" => method.to_string(),
+                    "status" => status.as_u16().to_string()
+                )
+            });
+            (m.duration.clone(), counter.clone())
+        });
+        counter.increment(1);
+        duration.record(elapsed.as_secs_f64());
+    }
+}
+
+async fn handle<'a>(gw: &'a Gateway, req: Request, outcome: &mut Outcome<'a>) -> Response {
     let (mut parts, body) = req.into_parts();
     // Only the gateway speaks for the caller.
     strip_feira_headers(&mut parts.headers);
@@ -100,7 +187,7 @@ async fn handle(gw: &Gateway, req: Request, outcome: &mut Outcome) -> Response {
             return problem(StatusCode::NOT_FOUND, "no-route", detail);
         }
     };
-    outcome.route = route.name.clone();
+    outcome.route = &route.name;
 
     let claims = match (route.auth, bearer(&parts.headers)) {
         (Auth::Public, _) | (Auth::Optional, None) => None,
@@ -110,7 +197,7 @@ async fn handle(gw: &Gateway, req: Request, outcome: &mut Outcome) -> Response {
             Err(e) => return unauthorized(Some(e)),
         },
     };
-    outcome.user = claims.as_ref().map(|c| c.sub.to_string());
+    outcome.user = claims.as_ref().map(|c| c.sub);
     if !route.roles.is_empty() && !claims.as_ref().is_some_and(|c| c.roles.iter().any(|r| route.roles.contains(r))) {
         return problem(
             StatusCode::FORBIDDEN,
@@ -143,9 +230,16 @@ async fn handle(gw: &Gateway, req: Request, outcome: &mut Outcome) -> Response {
         return res;
     }
 
-    let body = match read_body(body, gw.body_limit, &parts.headers).await {
-        Ok(b) => b,
-        Err(res) => return *res,
+    let body = match tokio::time::timeout(gw.body_timeout, read_body(body, gw.body_limit, &parts.headers)).await {
+        Ok(Ok(b)) => b,
+        Ok(Err(res)) => return *res,
+        Err(_) => {
+            return refused_body(problem(
+                StatusCode::REQUEST_TIMEOUT,
+                "request-timeout",
+                format!("the request body did not arrive within {:?}", gw.body_timeout),
+            ));
+        }
     };
     let headers = upstream_headers(&parts, claims.as_ref());
     let path_and_query = {
@@ -164,14 +258,14 @@ async fn handle(gw: &Gateway, req: Request, outcome: &mut Outcome) -> Response {
 
 /// Sends the request to the route's upstreams: round robin, skipping those
 /// whose breaker is open, retrying idempotent methods within the budget.
-async fn forward(
+async fn forward<'a>(
     gw: &Gateway,
-    route: &Route,
+    route: &'a Route,
     method: &Method,
     path_and_query: &str,
     headers: HeaderMap,
     body: Bytes,
-    outcome: &mut Outcome,
+    outcome: &mut Outcome<'a>,
 ) -> Response {
     let idempotent = matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE);
     let attempts = if idempotent { route.attempts } else { 1 };
@@ -189,7 +283,7 @@ async fn forward(
             tokio::time::sleep(Duration::from_millis(5 + fastrand::u64(0..20))).await;
         }
         let Some((upstream, permit)) =
-            rotation.by_ref().take(n).find_map(|u| u.breaker.try_acquire().ok().map(|p| (u.clone(), p)))
+            rotation.by_ref().take(n).find_map(|u| u.breaker.try_acquire().ok().map(|p| (u, p)))
         else {
             if last.is_none() {
                 last = Some(problem(
@@ -200,7 +294,7 @@ async fn forward(
             }
             break;
         };
-        outcome.upstream = Some(upstream.label.clone());
+        outcome.upstream = Some(&upstream.label);
         let Ok(uri) = format!("{}{path_and_query}", upstream.base).parse::<axum::http::Uri>() else {
             return problem(StatusCode::BAD_REQUEST, "bad-request", "the request path cannot be forwarded".into());
         };
@@ -210,8 +304,7 @@ async fn forward(
         *request.headers_mut() = headers.clone();
         let sent = Instant::now();
         let result = tokio::time::timeout(route.timeout, gw.client.request(request)).await;
-        metrics::histogram!("gateway_upstream_duration_seconds", "upstream" => upstream.label.clone())
-            .record(sent.elapsed().as_secs_f64());
+        upstream.duration.record(sent.elapsed().as_secs_f64());
         match result {
             Ok(Ok(res)) if is_failure(res.status()) => {
                 permit.failure();
@@ -259,19 +352,16 @@ fn is_failure(status: StatusCode) -> bool {
 fn downstream(res: axum::http::Response<hyper::body::Incoming>) -> Response {
     let mut out = res.map(Body::new);
     remove_hop_by_hop(out.headers_mut());
-    // The upstream's error answers go out as they are (the scaffold would
-    // turn a non-problem error into problem+json and drop its headers).
-    out.extensions_mut().insert(platform::http::ForeignError);
     out
 }
 
 async fn read_body(body: Body, limit: usize, headers: &HeaderMap) -> Result<Bytes, Box<Response>> {
     let too_large = || {
-        Box::new(problem(
+        Box::new(refused_body(problem(
             StatusCode::PAYLOAD_TOO_LARGE,
             "payload-too-large",
             format!("the request body is larger than {limit} bytes"),
-        ))
+        )))
     };
     let declared =
         headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
@@ -281,12 +371,20 @@ async fn read_body(body: Body, limit: usize, headers: &HeaderMap) -> Result<Byte
     match http_body_util::Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(too_large()),
-        Err(e) => Err(Box::new(problem(
+        Err(e) => Err(Box::new(refused_body(problem(
             StatusCode::BAD_REQUEST,
             "bad-request",
             format!("the request body could not be read: {e}"),
-        ))),
+        )))),
     }
+}
+
+/// An answer given before the request body was read to its end: the
+/// connection is closed after it, as the rest of the body would otherwise
+/// be read as the next request.
+fn refused_body(mut res: Response) -> Response {
+    res.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    res
 }
 
 /// The request's headers as the upstream gets them.

@@ -156,6 +156,8 @@ pub struct Upstream {
     /// What the routes file said (`service:catalog` or the URL).
     pub label: String,
     pub breaker: CircuitBreaker,
+    /// `gateway_upstream_duration_seconds{upstream}`.
+    pub duration: metrics::Histogram,
 }
 
 #[derive(Debug)]
@@ -340,6 +342,10 @@ impl Table {
                             base: base.clone(),
                             label: label.clone(),
                             breaker: CircuitBreaker::new(name, breaker),
+                            duration: metrics::histogram!(
+                                "gateway_upstream_duration_seconds",
+                                "upstream" => label.clone()
+                            ),
                         });
                         upstreams.push(u.clone());
                         u

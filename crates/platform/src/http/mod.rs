@@ -193,6 +193,41 @@ async fn problem_for_every_error(req: Request, next: Next) -> Response {
     out
 }
 
+/// The scaffold's own paths: health, metrics, the OpenAPI document and
+/// Swagger UI. A [`HotPath`] never gets them.
+pub fn is_scaffold_path(path: &str) -> bool {
+    path.starts_with("/health/")
+        || path == "/metrics"
+        || path == "/openapi.json"
+        || path == "/docs"
+        || path.starts_with("/docs/")
+}
+
+/// A service that answers some requests without the scaffold's middleware
+/// (see [`crate::service::Service::serve_with_hot_path`]).
+#[derive(Clone)]
+pub struct HotPath {
+    /// Whether a request path goes to `service` (asked only for paths that
+    /// are not [`is_scaffold_path`]).
+    pub claims: fn(&str) -> bool,
+    pub service: tower::util::BoxCloneSyncService<Request, Response, std::convert::Infallible>,
+}
+
+/// One router: the scaffold's `app` for its own paths and every path `hot`
+/// does not claim, `hot.service` for the rest.
+pub(crate) fn split(app: Router, hot: HotPath) -> Router {
+    use tower::ServiceExt as _;
+    let dispatch = tower::service_fn(move |req: Request| {
+        let path = req.uri().path();
+        if !is_scaffold_path(path) && (hot.claims)(path) {
+            futures_util::future::Either::Left(hot.service.clone().oneshot(req))
+        } else {
+            futures_util::future::Either::Right(app.clone().oneshot(req))
+        }
+    });
+    Router::new().fallback_service(dispatch)
+}
+
 /// Sets `Location` on a created resource.
 pub fn created<T: serde::Serialize>(location: String, body: T) -> Response {
     let mut res = (StatusCode::CREATED, AxumJson(body)).into_response();
