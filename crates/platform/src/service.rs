@@ -177,8 +177,39 @@ impl Service {
         openapi: utoipa::openapi::OpenApi,
         hot: crate::http::HotPath,
     ) -> anyhow::Result<()> {
+        let shards = hot.shards;
         let app = self.scaffold(api, openapi);
-        self.serve_router(crate::http::split(app, hot)).await
+        if shards == 0 {
+            return self.serve_router(crate::http::split(app, hot, None)).await;
+        }
+        let app = crate::http::split(app, hot, Some(tokio::runtime::Handle::current()));
+        let finish = self.finish();
+        let (name, shutdown) = (self.name, self.shutdown.clone());
+        // Every shard accepts from the same socket (duplicated descriptors),
+        // so the kernel hands each connection to one of them.
+        let listener = self.listener.into_std().with_context(|| format!("share the listener of {name}"))?;
+        let mut running = futures_util::stream::FuturesUnordered::new();
+        for i in 0..shards {
+            match serve_shard(name, i, &listener, app.clone(), shutdown.clone()) {
+                Ok(shard) => running.push(shard),
+                Err(e) => {
+                    shutdown.cancel();
+                    return Err(e);
+                }
+            }
+        }
+        let mut failed = None;
+        while let Some(result) = futures_util::StreamExt::next(&mut running).await {
+            let result = result.unwrap_or_else(|_| Err(anyhow::anyhow!("a {name} shard stopped without an answer")));
+            if let Err(e) = result {
+                // One shard failing stops the others: the service is down
+                // as a whole, so an orchestrator restarts it.
+                shutdown.cancel();
+                failed.get_or_insert(e);
+            }
+        }
+        finish.await;
+        failed.map_or(Ok(()), Err)
     }
 
     /// The service's API wrapped by the scaffold, with its readiness check.
@@ -215,21 +246,71 @@ impl Service {
 
     async fn serve_router(self, app: Router) -> anyhow::Result<()> {
         let shutdown = self.shutdown.clone();
+        let finish = self.finish();
         // The peer address reaches handlers (`ConnectInfo`), e.g. for
         // per-client limits when no proxy set `x-forwarded-for`.
         axum::serve(self.listener, app.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(async move { shutdown.cancelled().await })
             .await
             .with_context(|| format!("serve {}", self.name))?;
-        self.tasks.close();
-        if tokio::time::timeout(self.config.shutdown_grace, self.tasks.wait()).await.is_err() {
-            tracing::warn!(service = self.name, "background tasks did not stop within the grace period");
-        }
-        self.broker.close().await;
-        self.db.close().await;
-        tracing::info!(service = self.name, "stopped");
+        finish.await;
         Ok(())
     }
+
+    /// After the listener stopped: waits for the background tasks, closes
+    /// the broker and the database.
+    fn finish(&self) -> impl Future<Output = ()> + use<> {
+        let (tasks, broker, db) = (self.tasks.clone(), self.broker.clone(), self.db.clone());
+        let (grace, name) = (self.config.shutdown_grace, self.name);
+        async move {
+            tasks.close();
+            if tokio::time::timeout(grace, tasks.wait()).await.is_err() {
+                tracing::warn!(service = name, "background tasks did not stop within the grace period");
+            }
+            // Bounded: a broker that stopped answering must not hold the exit.
+            if tokio::time::timeout(grace, broker.close()).await.is_err() {
+                tracing::warn!(service = name, "the broker connection did not close within the grace period");
+            }
+            db.close().await;
+            tracing::info!(service = name, "stopped");
+        }
+    }
+}
+
+/// Serves `app` on a new thread with its own single-threaded runtime,
+/// accepting from (a clone of) `listener` until `shutdown`, then letting its
+/// in-flight requests finish. The answer comes when the thread is done.
+fn serve_shard(
+    name: &'static str,
+    index: usize,
+    listener: &std::net::TcpListener,
+    app: Router,
+    shutdown: CancellationToken,
+) -> anyhow::Result<tokio::sync::oneshot::Receiver<anyhow::Result<()>>> {
+    let listener = listener.try_clone().with_context(|| format!("share the listener of {name}"))?;
+    listener.set_nonblocking(true).with_context(|| format!("share the listener of {name}"))?;
+    let (done, finished) = tokio::sync::oneshot::channel();
+    let serve = move || -> anyhow::Result<()> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .with_context(|| format!("start the runtime of {name} shard {index}"))?;
+        runtime.block_on(async move {
+            let listener =
+                TcpListener::from_std(listener).with_context(|| format!("listen on {name} shard {index}"))?;
+            axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+                .with_graceful_shutdown(async move { shutdown.cancelled().await })
+                .await
+                .with_context(|| format!("serve {name} shard {index}"))
+        })
+    };
+    std::thread::Builder::new()
+        .name(format!("{name}-{index}"))
+        .spawn(move || {
+            let _ = done.send(serve());
+        })
+        .with_context(|| format!("start {name} shard {index}"))?;
+    Ok(finished)
 }
 
 /// Cancels `token` on Ctrl-C or SIGTERM.

@@ -5,6 +5,10 @@
 
 use std::sync::Arc;
 
+/// The allocator of the `feira` binary (apps/feira/src/main.rs).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let spec = gateway::SPEC;

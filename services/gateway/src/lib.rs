@@ -96,6 +96,13 @@ pub const OPENAPI_TTL_VAR: Var = Var {
     help: "how long the merged OpenAPI document is kept before the upstreams are asked again",
 };
 
+pub const WORKERS_VAR: Var = Var {
+    name: "FEIRA_GATEWAY_WORKERS",
+    default: "auto",
+    help: "threads serving the gateway's port, each with its own single-threaded runtime (`auto`: one per core; \
+           `0`: on the process's shared runtime)",
+};
+
 pub const SPEC: ServiceSpec = ServiceSpec {
     name: "gateway",
     default_port: 8080,
@@ -111,6 +118,7 @@ pub const SPEC: ServiceSpec = ServiceSpec {
         CORS_ORIGINS_VAR,
         DENYLIST_FAIL_MODE_VAR,
         OPENAPI_TTL_VAR,
+        WORKERS_VAR,
     ],
     consumers: &[],
     run,
@@ -203,7 +211,8 @@ async fn router(svc: &Service) -> anyhow::Result<(Router, HotPath)> {
         table,
         verifier,
         limits,
-        client: proxy::upstream_client(table_connect_timeout),
+        clients: thread_local::ThreadLocal::new(),
+        connect_timeout: table_connect_timeout,
         body_limit: svc.config.http.body_limit,
         body_timeout: svc.config.http.request_timeout,
         metrics: proxy::RequestMetrics::default(),
@@ -219,6 +228,7 @@ async fn router(svc: &Service) -> anyhow::Result<(Router, HotPath)> {
         }
     });
 
+    let shards = workers(var(svc, &WORKERS_VAR))?;
     let cors = cors(var(svc, &CORS_ORIGINS_VAR))?;
     let mut router = Router::new().route("/gateway/openapi.json", get(docs::merged_openapi)).with_state(docs).merge(
         utoipa_swagger_ui::SwaggerUi::new("/gateway/docs")
@@ -235,12 +245,22 @@ async fn router(svc: &Service) -> anyhow::Result<(Router, HotPath)> {
         }
         None => BoxCloneSyncService::new(proxy),
     };
-    Ok((router, HotPath { claims: is_proxied, service }))
+    Ok((router, HotPath { claims: is_proxied, service, shards }))
 }
 
 /// Every path but the gateway's own endpoints goes to the proxy.
 pub fn is_proxied(path: &str) -> bool {
     !(path == "/gateway" || path.starts_with("/gateway/"))
+}
+
+/// `FEIRA_GATEWAY_WORKERS`: `auto` is one thread per core.
+fn workers(value: &str) -> anyhow::Result<usize> {
+    match value {
+        "auto" => Ok(std::thread::available_parallelism().map_or(1, |n| n.get())),
+        n => n.parse::<usize>().ok().filter(|n| *n <= 1024).with_context(|| {
+            format!("invalid {}: {n:?}; use auto or a number of threads (0: the shared runtime)", WORKERS_VAR.name)
+        }),
+    }
 }
 
 fn cors(origins: &str) -> anyhow::Result<Option<CorsLayer>> {

@@ -76,7 +76,13 @@ pub struct Verdict {
 type Local = DefaultKeyedRateLimiter<String, StateInformationMiddleware>;
 
 pub struct Limits {
+    /// The connection made at start, used until a thread has its own.
     redis: Arc<OnceLock<ConnectionManager>>,
+    /// One connection per serving thread, made by a task on that thread's
+    /// runtime, so a request's round trip wakes no other thread.
+    per_thread: thread_local::ThreadLocal<Arc<OnceLock<ConnectionManager>>>,
+    client: redis::Client,
+    shutdown: tokio_util::sync::CancellationToken,
     script: redis::Script,
     rate_prefix: String,
     deny_prefix: String,
@@ -104,9 +110,12 @@ impl Limits {
         }
         let redis = Arc::new(OnceLock::new());
         let client = redis::Client::open(redis_url)?;
-        tokio::spawn(connect(client, redis.clone(), shutdown));
+        tokio::spawn(connect(client.clone(), redis.clone(), shutdown.clone()));
         Ok(Limits {
             redis,
+            per_thread: thread_local::ThreadLocal::new(),
+            client,
+            shutdown,
             script: redis::Script::new(SCRIPT),
             rate_prefix: format!("{namespace}:gateway:rl:"),
             deny_prefix: format!("{namespace}:identity:denylist:"),
@@ -131,7 +140,7 @@ impl Limits {
         let rate_key = policy.map(|p| format!("{}{}:{caller}", self.rate_prefix, p.name)).unwrap_or_default();
         let deny_key = jti.map(|j| format!("{}{j}", self.deny_prefix)).unwrap_or_default();
         let (interval_us, burst) = policy.map(|p| (interval_us(p), p.burst)).unwrap_or((1, 1));
-        if let Some(con) = self.redis.get() {
+        if let Some(con) = self.connection() {
             let mut con = con.clone();
             let mut call = self.script.key(&rate_key);
             call.key(&deny_key).arg(interval_us).arg(burst);
@@ -180,6 +189,19 @@ impl Limits {
             })
         });
         Verdict { revoked, rate }
+    }
+}
+
+impl Limits {
+    /// This thread's Redis connection, else the shared one while this
+    /// thread's is being made (or Redis is down); `None` before any is up.
+    fn connection(&self) -> Option<&ConnectionManager> {
+        let own = self.per_thread.get_or(|| {
+            let slot = Arc::new(OnceLock::new());
+            tokio::spawn(connect(self.client.clone(), slot.clone(), self.shutdown.clone()));
+            slot
+        });
+        own.get().or_else(|| self.redis.get())
     }
 }
 

@@ -26,8 +26,10 @@ pub struct Gateway {
     pub limits: Limits,
     pub budget: RetryBudget,
     /// Upstream connections: hyper's pooled client (keep-alive, no proxy,
-    /// no redirects followed).
-    pub client: UpstreamClient,
+    /// no redirects followed), one per thread, so a request and the
+    /// upstream connection it uses are driven by the same thread.
+    pub clients: thread_local::ThreadLocal<UpstreamClient>,
+    pub connect_timeout: Duration,
     pub body_limit: usize,
     /// How long a request body may take to arrive (408 after).
     pub body_timeout: Duration,
@@ -145,6 +147,13 @@ pub struct RequestMetrics {
 struct RouteMetrics {
     duration: metrics::Histogram,
     counters: HashMap<(Method, u16), metrics::Counter>,
+}
+
+impl Gateway {
+    /// This thread's upstream client.
+    fn client(&self) -> &UpstreamClient {
+        self.clients.get_or(|| upstream_client(self.connect_timeout))
+    }
 }
 
 impl RequestMetrics {
@@ -303,7 +312,7 @@ async fn forward<'a>(
         *request.uri_mut() = uri;
         *request.headers_mut() = headers.clone();
         let sent = Instant::now();
-        let result = tokio::time::timeout(route.timeout, gw.client.request(request)).await;
+        let result = tokio::time::timeout(route.timeout, gw.client().request(request)).await;
         upstream.duration.record(sent.elapsed().as_secs_f64());
         match result {
             Ok(Ok(res)) if is_failure(res.status()) => {

@@ -211,18 +211,45 @@ pub struct HotPath {
     /// are not [`is_scaffold_path`]).
     pub claims: fn(&str) -> bool,
     pub service: tower::util::BoxCloneSyncService<Request, Response, std::convert::Infallible>,
+    /// How many threads serve the listener, each with its own
+    /// single-threaded runtime accepting connections (thread per core, as
+    /// nginx's workers): a request, its upstream connection and their wake-ups
+    /// stay on one thread. `0` serves on the process's runtime like any
+    /// other service.
+    pub shards: usize,
 }
 
 /// One router: the scaffold's `app` for its own paths and every path `hot`
-/// does not claim, `hot.service` for the rest.
-pub(crate) fn split(app: Router, hot: HotPath) -> Router {
+/// does not claim, `hot.service` for the rest. With `home`, `app`'s requests
+/// run as tasks on that runtime (the process's), wherever they arrived: what
+/// they start (a broker connection, a pooled HTTP connection) then lives as
+/// long as the service, not as long as a shard's runtime.
+pub(crate) fn split(app: Router, hot: HotPath, home: Option<tokio::runtime::Handle>) -> Router {
+    use futures_util::FutureExt as _;
     use tower::ServiceExt as _;
     let dispatch = tower::service_fn(move |req: Request| {
         let path = req.uri().path();
         if !is_scaffold_path(path) && (hot.claims)(path) {
-            futures_util::future::Either::Left(hot.service.clone().oneshot(req))
-        } else {
-            futures_util::future::Either::Right(app.clone().oneshot(req))
+            return hot.service.clone().oneshot(req).left_future();
+        }
+        let answer = app.clone().oneshot(req);
+        match &home {
+            None => answer.boxed().right_future(),
+            Some(home) => {
+                let task = home.spawn(answer);
+                async move {
+                    Ok(match task.await {
+                        Ok(Ok(res)) => res,
+                        Ok(Err(never)) => match never {},
+                        Err(e) => {
+                            tracing::error!(error = %e, "a request task failed");
+                            Problem::new(StatusCode::INTERNAL_SERVER_ERROR, None).into_response()
+                        }
+                    })
+                }
+                .boxed()
+                .right_future()
+            }
         }
     });
     Router::new().fallback_service(dispatch)

@@ -503,3 +503,131 @@ async fn the_merged_openapi_names_the_upstreams_that_did_not_answer() {
     assert!(doc["paths"].is_object());
     assert_eq!(gw.get("/gateway/docs/").await.status(), 200);
 }
+
+// Serving ----------------------------------------------------------------------------
+
+/// The proxy runs outside the platform's middleware (docs/adr/0020), so this
+/// checks what that middleware would otherwise give it: the gateway's own
+/// endpoints, CORS on both, request ids, and the metrics per route.
+#[tokio::test(flavor = "multi_thread")]
+async fn own_endpoints_cors_request_ids_and_metrics_beside_the_proxy() {
+    let jwks = Jwks::start(&[]).await;
+    let up = helpers::Upstream::start("a").await;
+    let gw = spawn_n(1, &routes(&up.url()), &jwks.url, |env| {
+        env.set("FEIRA_GATEWAY_CORS_ORIGINS", "https://shop.example");
+    })
+    .await;
+    assert_eq!(gw.get("/health/live").await.status(), 200);
+    assert_eq!(gw.get("/gateway/openapi.json").await.status(), 200);
+
+    // A request id is made when the client sent none, and sent upstream.
+    let res = gw.get("/public/x").await;
+    let id = res.headers()["x-request-id"].to_str().unwrap().to_string();
+    let seen: Value = res.json().await.unwrap();
+    assert_eq!(seen["headers"]["x-request-id"], id.as_str());
+    assert!(Uuid::parse_str(&id).is_ok(), "{id}");
+    // The client's own is kept.
+    let res = gw.client.get(gw.url("/public/x")).header("x-request-id", "abc-123").send().await.unwrap();
+    assert_eq!(res.headers()["x-request-id"], "abc-123");
+
+    // CORS: preflight and actual request, on a proxied route and on the
+    // gateway's own endpoint.
+    for path in ["/public/x", "/gateway/openapi.json"] {
+        let res = gw
+            .client
+            .request(reqwest::Method::OPTIONS, gw.url(path))
+            .header("origin", "https://shop.example")
+            .header("access-control-request-method", "GET")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.headers()["access-control-allow-origin"], "https://shop.example", "{path}");
+        let res = gw.client.get(gw.url(path)).header("origin", "https://shop.example").send().await.unwrap();
+        assert_eq!(res.status(), 200, "{path}");
+        assert_eq!(res.headers()["access-control-allow-origin"], "https://shop.example", "{path}");
+    }
+    let res = gw.client.get(gw.url("/public/x")).header("origin", "https://evil.example").send().await.unwrap();
+    assert!(res.headers().get("access-control-allow-origin").is_none());
+
+    let _ = gw.get("/nowhere").await;
+    let text = gw.metrics().await;
+    assert!(
+        metric(&text, "gateway_requests_total{route=\"public\",method=\"GET\",status=\"200\"}").unwrap_or(0.0) >= 3.0,
+        "{text}"
+    );
+    assert!(metric(&text, "gateway_requests_total{route=\"unmatched\",method=\"GET\",status=\"404\"}").is_some());
+    assert!(text.contains("gateway_request_duration_seconds"), "{text}");
+    assert!(text.contains("gateway_upstream_duration_seconds"), "{text}");
+}
+
+/// Sends raw bytes and reads the answer until the gateway closes the
+/// connection (or 5 s pass).
+async fn raw_exchange(addr: std::net::SocketAddr, bytes: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(bytes).await.unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(std::time::Duration::from_secs(5), stream.read_to_end(&mut answer)).await;
+    assert!(read.is_ok(), "the gateway kept the connection open after: {}", String::from_utf8_lossy(&answer));
+    String::from_utf8_lossy(&answer).to_lowercase()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_body_that_does_not_arrive_in_time_is_a_408_and_a_refused_body_closes_the_connection() {
+    let jwks = Jwks::start(&[]).await;
+    let up = helpers::Upstream::start("a").await;
+    let gw = spawn_n(1, &routes(&up.url()), &jwks.url, |env| {
+        env.set("FEIRA_HTTP_REQUEST_TIMEOUT", "300ms");
+        env.set("FEIRA_HTTP_BODY_LIMIT", "1024");
+    })
+    .await;
+    let addr = gw.running[0].addr;
+    // Ten of the hundred announced bytes, then nothing.
+    let slow =
+        raw_exchange(addr, b"POST /public/x HTTP/1.1\r\nhost: gw\r\ncontent-length: 100\r\n\r\n0123456789").await;
+    assert!(slow.starts_with("http/1.1 408"), "{slow}");
+    assert!(slow.contains("connection: close") && slow.contains("application/problem+json"), "{slow}");
+    // Over the limit: the rest of the body is not read as a next request.
+    let large = raw_exchange(addr, b"POST /public/x HTTP/1.1\r\nhost: gw\r\ncontent-length: 5000\r\n\r\nabc").await;
+    assert!(large.starts_with("http/1.1 413"), "{large}");
+    assert!(large.contains("connection: close"), "{large}");
+    assert_eq!(up.hits(), 0);
+}
+
+/// `FEIRA_GATEWAY_WORKERS`: the default serves on a thread per core; `0`
+/// on the process's runtime. Both proxy, and both stop on shutdown after
+/// finishing the request in flight.
+#[tokio::test(flavor = "multi_thread")]
+async fn both_serving_modes_proxy_and_finish_in_flight_requests_on_shutdown() {
+    for workers in ["0", "auto", "3"] {
+        let jwks = Jwks::start(&[]).await;
+        let up = helpers::Upstream::start("a").await;
+        let mut gw = spawn_n(1, &routes(&up.url()), &jwks.url, |env| {
+            env.set("FEIRA_GATEWAY_WORKERS", workers);
+        })
+        .await;
+        for _ in 0..20 {
+            assert_eq!(gw.get("/public/x").await.status(), 200, "workers {workers}");
+        }
+        // The upstream answers /slow after 2 s; the stop comes meanwhile.
+        let slow = tokio::spawn(gw.client.get(gw.url("/api/slow")).send());
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let running = gw.running.remove(0);
+        let stopped = tokio::time::timeout(std::time::Duration::from_secs(10), running.stop()).await;
+        assert!(matches!(stopped, Ok(Ok(()))), "workers {workers}: {stopped:?}");
+        let res = slow.await.unwrap().expect("the request in flight is answered");
+        assert_eq!(res.status(), 200, "workers {workers}");
+        assert_eq!(up.hits(), 21, "workers {workers}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_invalid_workers_setting_stops_the_start() {
+    let jwks = Jwks::start(&[]).await;
+    let (mut env, _file) = env_for(&routes("http://127.0.0.1:9"), &jwks.url);
+    env.set("FEIRA_GATEWAY_WORKERS", "many");
+    let token = tokio_util::sync::CancellationToken::new();
+    let svc = platform::service::start(&gateway::SPEC, Arc::new(env.config()), token).await.unwrap();
+    let err = format!("{:#}", (gateway::SPEC.run)(svc).await.unwrap_err());
+    assert!(err.contains("FEIRA_GATEWAY_WORKERS") && err.contains("many"), "{err}");
+}
