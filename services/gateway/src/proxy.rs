@@ -250,7 +250,7 @@ async fn handle<'a>(gw: &'a Gateway, req: Request, outcome: &mut Outcome<'a>) ->
             ));
         }
     };
-    let headers = upstream_headers(&parts, claims.as_ref());
+    let headers = upstream_headers(&mut parts, claims.as_ref());
     let path_and_query = {
         let path = route.upstream_path(parts.uri.path());
         match parts.uri.query() {
@@ -272,7 +272,7 @@ async fn forward<'a>(
     route: &'a Route,
     method: &Method,
     path_and_query: &str,
-    headers: HeaderMap,
+    mut headers: HeaderMap,
     body: Bytes,
     outcome: &mut Outcome<'a>,
 ) -> Response {
@@ -310,7 +310,8 @@ async fn forward<'a>(
         let mut request = axum::http::Request::new(http_body_util::Full::new(body.clone()));
         *request.method_mut() = method.clone();
         *request.uri_mut() = uri;
-        *request.headers_mut() = headers.clone();
+        // The last attempt takes the headers; earlier ones copy them.
+        *request.headers_mut() = if attempt + 1 == attempts { std::mem::take(&mut headers) } else { headers.clone() };
         let sent = Instant::now();
         let result = tokio::time::timeout(route.timeout, gw.client().request(request)).await;
         upstream.duration.record(sent.elapsed().as_secs_f64());
@@ -397,8 +398,9 @@ fn refused_body(mut res: Response) -> Response {
 }
 
 /// The request's headers as the upstream gets them.
-fn upstream_headers(parts: &axum::http::request::Parts, claims: Option<&Claims>) -> HeaderMap {
-    let mut h = parts.headers.clone();
+/// (They are taken from `parts`, not copied.)
+fn upstream_headers(parts: &mut axum::http::request::Parts, claims: Option<&Claims>) -> HeaderMap {
+    let mut h = std::mem::take(&mut parts.headers);
     remove_hop_by_hop(&mut h);
     let host = h.remove(header::HOST);
     h.remove(header::CONTENT_LENGTH);
