@@ -26,32 +26,43 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use crate::routes::Policy;
 
-/// Keys `KEYS[1]` (rate limit, or "") and `KEYS[2]` (denylist, or "");
-/// `ARGV[1]` the emission interval in microseconds, `ARGV[2]` the burst.
-/// Returns `{verdict, remaining, retry_after_us, reset_us}` where verdict is
-/// 1 allowed, 0 limited, -1 revoked.
+/// A batch of checks, applied in order as if each were its own call: for
+/// check `i` (from 0), `KEYS[2i+1]` is its rate-limit key (or "") and
+/// `KEYS[2i+2]` its denylist key (or ""); `ARGV[2i+1]` the emission interval
+/// in microseconds, `ARGV[2i+2]` the burst. Returns four numbers per check:
+/// `verdict, remaining, retry_after_us, reset_us`, where verdict is 1
+/// allowed, 0 limited, -1 revoked.
 const SCRIPT: &str = r#"
-if KEYS[2] ~= "" and redis.call('EXISTS', KEYS[2]) == 1 then
-  return {-1, 0, 0, 0}
-end
-if KEYS[1] == "" then
-  return {1, 0, 0, 0}
-end
-local interval = tonumber(ARGV[1])
-local burst = tonumber(ARGV[2])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local tat = tonumber(redis.call('GET', KEYS[1]) or now)
-if tat < now then tat = now end
-local new_tat = tat + interval
-local allow_at = new_tat - burst * interval
-if now < allow_at then
-  return {0, 0, allow_at - now, tat - now}
+local out = {}
+for i = 1, #KEYS, 2 do
+  local rate_key, deny_key = KEYS[i], KEYS[i + 1]
+  if deny_key ~= "" and redis.call('EXISTS', deny_key) == 1 then
+    table.insert(out, -1); table.insert(out, 0); table.insert(out, 0); table.insert(out, 0)
+  elseif rate_key == "" then
+    table.insert(out, 1); table.insert(out, 0); table.insert(out, 0); table.insert(out, 0)
+  else
+    local interval = tonumber(ARGV[i])
+    local burst = tonumber(ARGV[i + 1])
+    local tat = tonumber(redis.call('GET', rate_key) or now)
+    if tat < now then tat = now end
+    local new_tat = tat + interval
+    local allow_at = new_tat - burst * interval
+    if now < allow_at then
+      table.insert(out, 0); table.insert(out, 0); table.insert(out, allow_at - now); table.insert(out, tat - now)
+    else
+      redis.call('SET', rate_key, string.format('%.0f', new_tat), 'PX', math.ceil((new_tat - now) / 1000) + 1)
+      table.insert(out, 1); table.insert(out, math.floor((now - allow_at) / interval))
+      table.insert(out, 0); table.insert(out, new_tat - now)
+    end
+  end
 end
-local remaining = math.floor((now - allow_at) / interval)
-redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', math.ceil((new_tat - now) / 1000) + 1)
-return {1, remaining, 0, new_tat - now}
+return out
 "#;
+
+/// The most checks sent in one script call.
+const MAX_BATCH: usize = 64;
 
 /// What the rate limit said.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,12 +89,13 @@ type Local = DefaultKeyedRateLimiter<String, StateInformationMiddleware>;
 pub struct Limits {
     /// The connection made at start, used until a thread has its own.
     redis: Arc<OnceLock<ConnectionManager>>,
-    /// One connection per serving thread, made by a task on that thread's
-    /// runtime, so a request's round trip wakes no other thread.
-    per_thread: thread_local::ThreadLocal<Arc<OnceLock<ConnectionManager>>>,
+    /// One batcher per serving thread (with its own connection, made by a
+    /// task on that thread's runtime), so a request's round trip wakes no
+    /// other thread.
+    per_thread: thread_local::ThreadLocal<Batcher>,
     client: redis::Client,
     shutdown: tokio_util::sync::CancellationToken,
-    script: redis::Script,
+    script: Arc<redis::Script>,
     rate_prefix: String,
     deny_prefix: String,
     local: HashMap<String, Local>,
@@ -116,7 +128,7 @@ impl Limits {
             per_thread: thread_local::ThreadLocal::new(),
             client,
             shutdown,
-            script: redis::Script::new(SCRIPT),
+            script: Arc::new(redis::Script::new(SCRIPT)),
             rate_prefix: format!("{namespace}:gateway:rl:"),
             deny_prefix: format!("{namespace}:identity:denylist:"),
             local,
@@ -140,27 +152,21 @@ impl Limits {
         let rate_key = policy.map(|p| format!("{}{}:{caller}", self.rate_prefix, p.name)).unwrap_or_default();
         let deny_key = jti.map(|j| format!("{}{j}", self.deny_prefix)).unwrap_or_default();
         let (interval_us, burst) = policy.map(|p| (interval_us(p), p.burst)).unwrap_or((1, 1));
-        if let Some(con) = self.connection() {
-            let mut con = con.clone();
-            let mut call = self.script.key(&rate_key);
-            call.key(&deny_key).arg(interval_us).arg(burst);
-            let answer =
-                tokio::time::timeout(Duration::from_millis(500), call.invoke_async::<[i64; 4]>(&mut con)).await;
-            match answer {
-                Ok(Ok([verdict, remaining, retry_after_us, reset_us])) => {
-                    return Verdict {
-                        revoked: verdict < 0,
-                        rate: policy.filter(|_| verdict >= 0).map(|p| Rate {
-                            allowed: verdict == 1,
-                            limit: p.burst,
-                            remaining: Some(remaining.max(0) as u32),
-                            reset_secs: secs_ceil(reset_us),
-                            retry_after_secs: secs_ceil(retry_after_us).max(u64::from(verdict == 0)),
-                        }),
-                    };
-                }
-                Ok(Err(e)) => tracing::warn!(error = %e, "redis unavailable for rate limits and denylist"),
-                Err(_) => tracing::warn!("redis did not answer within 500ms for rate limits and denylist"),
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let job = Job { rate_key: rate_key.clone(), deny_key, interval_us, burst, reply };
+        if self.batcher().jobs.send(job).is_ok() {
+            // Else Redis was unavailable (or the batcher stopped): fall back.
+            if let Ok(Ok([verdict, remaining, retry_after_us, reset_us])) = answer.await {
+                return Verdict {
+                    revoked: verdict < 0,
+                    rate: policy.filter(|_| verdict >= 0).map(|p| Rate {
+                        allowed: verdict == 1,
+                        limit: p.burst,
+                        remaining: Some(remaining.max(0) as u32),
+                        reset_secs: secs_ceil(reset_us),
+                        retry_after_secs: secs_ceil(retry_after_us).max(u64::from(verdict == 0)),
+                    }),
+                };
             }
         }
         metrics::counter!("gateway_redis_fallbacks_total").increment(1);
@@ -193,15 +199,104 @@ impl Limits {
 }
 
 impl Limits {
-    /// This thread's Redis connection, else the shared one while this
-    /// thread's is being made (or Redis is down); `None` before any is up.
-    fn connection(&self) -> Option<&ConnectionManager> {
-        let own = self.per_thread.get_or(|| {
-            let slot = Arc::new(OnceLock::new());
-            tokio::spawn(connect(self.client.clone(), slot.clone(), self.shutdown.clone()));
-            slot
-        });
-        own.get().or_else(|| self.redis.get())
+    /// This thread's batcher, started on first use.
+    fn batcher(&self) -> &Batcher {
+        self.per_thread.get_or(|| {
+            let own = Arc::new(OnceLock::new());
+            tokio::spawn(connect(self.client.clone(), own.clone(), self.shutdown.clone()));
+            let (jobs, queue) = tokio::sync::mpsc::unbounded_channel();
+            tokio::spawn(run_batches(queue, own, self.redis.clone(), self.script.clone(), self.shutdown.clone()));
+            Batcher { jobs }
+        })
+    }
+}
+
+/// One check waiting for Redis.
+struct Job {
+    rate_key: String,
+    deny_key: String,
+    interval_us: u64,
+    burst: u32,
+    reply: tokio::sync::oneshot::Sender<Result<[i64; 4], Unavailable>>,
+}
+
+/// Redis did not answer (down, slow, or not connected yet).
+struct Unavailable;
+
+struct Batcher {
+    jobs: tokio::sync::mpsc::UnboundedSender<Job>,
+}
+
+/// Sends the checks waiting on this thread to Redis, all of them in one
+/// script call, as soon as the previous call answered: while a call is out,
+/// the next requests queue, so the busier the thread, the bigger the batch,
+/// and no request ever waits for a timer. Redis applies the checks in order,
+/// each as its own call would.
+async fn run_batches(
+    mut queue: tokio::sync::mpsc::UnboundedReceiver<Job>,
+    own: Arc<OnceLock<ConnectionManager>>,
+    shared: Arc<OnceLock<ConnectionManager>>,
+    script: Arc<redis::Script>,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    let sizes = metrics::histogram!("gateway_redis_batch_size");
+    loop {
+        let received = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            n = queue.recv_many(&mut batch, MAX_BATCH) => n,
+        };
+        if received == 0 {
+            return;
+        }
+        sizes.record(received as f64);
+        // This thread's connection, else the one made at start while this
+        // thread's is being made (or Redis is down).
+        let answers = match own.get().or_else(|| shared.get()) {
+            Some(con) => call(&script, con.clone(), &batch).await,
+            None => Err(Unavailable),
+        };
+        match answers {
+            Ok(answers) => {
+                for (job, answer) in batch.drain(..).zip(answers) {
+                    let _ = job.reply.send(Ok(answer));
+                }
+            }
+            Err(Unavailable) => {
+                for job in batch.drain(..) {
+                    let _ = job.reply.send(Err(Unavailable));
+                }
+            }
+        }
+    }
+}
+
+/// One script call for `batch`.
+async fn call(script: &redis::Script, mut con: ConnectionManager, batch: &[Job]) -> Result<Vec<[i64; 4]>, Unavailable> {
+    let mut invocation = script.prepare_invoke();
+    for job in batch {
+        invocation.key(&job.rate_key).key(&job.deny_key).arg(job.interval_us).arg(job.burst);
+    }
+    match tokio::time::timeout(Duration::from_millis(500), invocation.invoke_async::<Vec<i64>>(&mut con)).await {
+        Ok(Ok(flat)) if flat.len() == batch.len() * 4 => {
+            Ok(flat.chunks_exact(4).map(|c| [c[0], c[1], c[2], c[3]]).collect())
+        }
+        Ok(Ok(flat)) => {
+            tracing::warn!(
+                expected = batch.len() * 4,
+                got = flat.len(),
+                "redis answered the rate-limit script wrongly"
+            );
+            Err(Unavailable)
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "redis unavailable for rate limits and denylist");
+            Err(Unavailable)
+        }
+        Err(_) => {
+            tracing::warn!("redis did not answer within 500ms for rate limits and denylist");
+            Err(Unavailable)
+        }
     }
 }
 

@@ -381,6 +381,48 @@ async fn the_rate_limit_is_shared_by_two_gateways() {
     assert_eq!(res.status(), 200);
 }
 
+/// Concurrent checks share Redis round trips (one script call for the
+/// checks waiting on a thread, docs/adr/0020): each is still applied as its
+/// own. 3 users × 40 requests at once over two gateways with a burst of 5
+/// → exactly 5 per user pass; a logged-out token in the same crowd never does.
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_checks_are_exact_per_user_and_never_let_a_revoked_token_through() {
+    let key = SigningKey::generate("k1");
+    let jwks = Jwks::start(&[&key]).await;
+    let up = helpers::Upstream::start("a").await;
+    let routes = format!(
+        "[rate_limits.tight]\nrate = 5\nper = \"1m\"\nburst = 5\n[[routes]]\nname = \"limited\"\nprefix = \"/limited\"\nupstreams = [\"{}\"]\nrate_limit = \"tight\"",
+        up.url()
+    );
+    let gws = spawn_n(2, &routes, &jwks.url, |_| {}).await;
+    let users: Vec<String> = (0..3).map(|_| key.sign(&claims(Uuid::now_v7(), &["customer"]))).collect();
+    let revoked_claims = claims(Uuid::now_v7(), &["customer"]);
+    let revoked = key.sign(&revoked_claims);
+    let mut redis = redis().await;
+    let _: () = redis.set_ex(gws.denylist_key(revoked_claims["jti"].as_str().unwrap()), 1, 60).await.unwrap();
+
+    let mut calls = tokio::task::JoinSet::new();
+    for i in 0..40 {
+        for (u, token) in users.iter().chain([&revoked]).enumerate() {
+            let req = gws.client.get(gws.running[(i + u) % 2].url("/limited/x")).bearer_auth(token);
+            calls.spawn(async move { (u, req.send().await.unwrap().status().as_u16()) });
+        }
+    }
+    let mut passed = [0usize; 4];
+    let mut statuses = std::collections::BTreeMap::<u16, usize>::new();
+    while let Some(done) = calls.join_next().await {
+        let (u, status) = done.unwrap();
+        *statuses.entry(status).or_default() += 1;
+        if status == 200 {
+            passed[u] += 1;
+        }
+    }
+    assert_eq!(passed, [5, 5, 5, 0], "{statuses:?}");
+    assert_eq!(statuses.get(&401), Some(&40), "{statuses:?}");
+    assert_eq!(statuses.get(&429), Some(&105), "{statuses:?}");
+    assert_eq!(up.hits(), 15);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn without_redis_the_rate_limit_is_local() {
     let key = SigningKey::generate("k1");
