@@ -7,10 +7,11 @@
 //! 2. verifies the bearer token (EdDSA JWT from identity, keys from its
 //!    JWKS; [`auth`]) when the route requires or accepts one, and checks the
 //!    route's roles (401 / 403 problem+json);
-//! 3. in one Redis round trip checks the token's `jti` against identity's
+//! 3. in one Redis script checks the token's `jti` against identity's
 //!    denylist and takes a request from the caller's rate limit (per user,
 //!    else per IP; GCRA shared by every replica, local fallback when Redis is
-//!    down; [`limits`]) — 429 with `Retry-After` and `RateLimit-*`;
+//!    down; the checks waiting on a thread share one call; [`limits`]) —
+//!    429 with `Retry-After` and `RateLimit-*`;
 //! 4. forwards to the route's upstreams in round robin, skipping those whose
 //!    circuit breaker is open, with the route's timeout (504), retrying
 //!    idempotent methods only and within a retry budget ([`budget`]);
@@ -20,6 +21,9 @@
 //! 5. logs one access line (target `gateway::access`) and counts
 //!    `gateway_requests_total{route,method,status}` and
 //!    `gateway_upstream_duration_seconds{upstream}`.
+//!
+//! The proxy runs outside the platform's HTTP middleware, on a thread per
+//! core (`FEIRA_GATEWAY_WORKERS`; docs/adr/0020-gateway-hot-path.md).
 //!
 //! Its own endpoints: the scaffold's `/health/*`, `/metrics`, `/docs`, plus
 //! `/gateway/openapi.json` (every service's OpenAPI merged, [`docs`]) and

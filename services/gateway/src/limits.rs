@@ -7,7 +7,9 @@
 //! redis_rate do) on the caller's key
 //! `<namespace>:gateway:rl:<policy>:<user or ip>`: one theoretical arrival
 //! time per key, expiring when the key is idle. A refused request consumes
-//! nothing.
+//! nothing. The checks waiting on a serving thread travel together: one
+//! script call carries all of them and applies them in order, each as its
+//! own call would (see [`run_batches`]).
 //!
 //! When Redis cannot be reached each replica falls back to its own
 //! in-process limiter (governor, same rate and burst: with N replicas the
