@@ -38,27 +38,50 @@ const SCRIPT: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local out = {}
+-- Within a batch a key is read once and written once: the same caller's
+-- checks see each other's effect through these tables, as sequential calls
+-- would through Redis.
+local revoked, tats, taken = {}, {}, {}
+local n = 0
+local function answer(a, b, c, d)
+  out[n + 1], out[n + 2], out[n + 3], out[n + 4] = a, b, c, d
+  n = n + 4
+end
 for i = 1, #KEYS, 2 do
   local rate_key, deny_key = KEYS[i], KEYS[i + 1]
-  if deny_key ~= "" and redis.call('EXISTS', deny_key) == 1 then
-    table.insert(out, -1); table.insert(out, 0); table.insert(out, 0); table.insert(out, 0)
+  local is_revoked = false
+  if deny_key ~= "" then
+    is_revoked = revoked[deny_key]
+    if is_revoked == nil then
+      is_revoked = redis.call('EXISTS', deny_key) == 1
+      revoked[deny_key] = is_revoked
+    end
+  end
+  if is_revoked then
+    answer(-1, 0, 0, 0)
   elseif rate_key == "" then
-    table.insert(out, 1); table.insert(out, 0); table.insert(out, 0); table.insert(out, 0)
+    answer(1, 0, 0, 0)
   else
     local interval = tonumber(ARGV[i])
     local burst = tonumber(ARGV[i + 1])
-    local tat = tonumber(redis.call('GET', rate_key) or now)
+    local tat = tats[rate_key]
+    if tat == nil then tat = tonumber(redis.call('GET', rate_key) or now) end
     if tat < now then tat = now end
     local new_tat = tat + interval
     local allow_at = new_tat - burst * interval
     if now < allow_at then
-      table.insert(out, 0); table.insert(out, 0); table.insert(out, allow_at - now); table.insert(out, tat - now)
+      tats[rate_key] = tat
+      answer(0, 0, allow_at - now, tat - now)
     else
-      redis.call('SET', rate_key, string.format('%.0f', new_tat), 'PX', math.ceil((new_tat - now) / 1000) + 1)
-      table.insert(out, 1); table.insert(out, math.floor((now - allow_at) / interval))
-      table.insert(out, 0); table.insert(out, new_tat - now)
+      tats[rate_key] = new_tat
+      taken[rate_key] = true
+      answer(1, math.floor((now - allow_at) / interval), 0, new_tat - now)
     end
   end
+end
+for key in pairs(taken) do
+  local tat = tats[key]
+  redis.call('SET', key, string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000) + 1)
 end
 return out
 "#;
