@@ -92,7 +92,7 @@ struct Inner {
     /// next requests skip the signature check; emptied whenever the key set
     /// changes and when it grows past `VERIFIED_CAPACITY`. Expiry is still
     /// checked on every use, and the denylist in Redis every time.
-    verified: RwLock<HashMap<Box<str>, Claims>>,
+    verified: RwLock<HashMap<Box<str>, Arc<Claims>>>,
     validation: Validation,
     min_refetch: Duration,
     /// When the key set was last fetched (successfully or not); held while
@@ -122,14 +122,14 @@ impl Verifier {
     }
 
     /// Checks the token's algorithm, key, signature and claims.
-    pub async fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+    pub async fn verify(&self, token: &str) -> Result<Arc<Claims>, TokenError> {
         if let Some(c) = self.inner.verified.read().unwrap_or_else(|p| p.into_inner()).get(token) {
             if c.exp + self.inner.validation.leeway > jsonwebtoken::get_current_timestamp() {
                 return Ok(c.clone());
             }
             return Err(TokenError::Expired);
         }
-        let claims = self.verify_uncached(token).await?;
+        let claims = Arc::new(self.verify_uncached(token).await?);
         let mut verified = self.inner.verified.write().unwrap_or_else(|p| p.into_inner());
         if verified.len() >= VERIFIED_CAPACITY {
             verified.clear();

@@ -250,7 +250,7 @@ async fn handle<'a>(gw: &'a Gateway, req: Request, outcome: &mut Outcome<'a>) ->
             ));
         }
     };
-    let headers = upstream_headers(&mut parts, claims.as_ref());
+    let headers = upstream_headers(&mut parts, claims.as_deref());
     let path_and_query = {
         let path = route.upstream_path(parts.uri.path());
         match parts.uri.query() {
