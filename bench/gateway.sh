@@ -6,7 +6,12 @@
 #   gateway     wrk -> feira gateway, public route -> upstream
 #   gateway+jwt wrk -> feira gateway, route with JWT verification (EdDSA) and a
 #               Redis rate limit high enough never to refuse -> upstream
-# and prints requests/s and p99 for each, and the ratios.
+# and prints requests/s and p99 for each, and the ratios. Those two send one
+# user's token on every request; two more cases send the tokens of
+# BENCH_USERS (1000) users in turn (bench/tokens.lua), so the rate-limit keys
+# and denylist checks differ request by request:
+#   gateway_users      the public route (tokens sent, not checked)
+#   gateway_jwt_users  the JWT + rate-limit route
 #
 # Fairness: nginx runs `worker_processes auto` (one per core) with access_log
 # off; the gateway runs tokio's default runtime (one worker thread per core)
@@ -25,6 +30,7 @@ DURATION=${BENCH_DURATION:-10}
 THREADS=${BENCH_THREADS:-2}
 CONNECTIONS=${BENCH_CONNECTIONS:-64}
 WARMUP=${BENCH_WARMUP:-2}
+USERS=${BENCH_USERS:-1000}
 UP_PORT=19100 JWKS_PORT=19101 NGINX_PORT=19102 GW_PORT=19180
 
 need() { command -v "$1" >/dev/null 2>&1; }
@@ -63,10 +69,11 @@ wait_port() {
 }
 
 "$BIN/upstream" "127.0.0.1:$UP_PORT" & PIDS+=($!)
-"$BIN/jwks" "127.0.0.1:$JWKS_PORT" >"$WORK/token" & PIDS+=($!)
+"$BIN/jwks" "127.0.0.1:$JWKS_PORT" "$USERS" >"$WORK/token" & PIDS+=($!)
 wait_port "$UP_PORT"; wait_port "$JWKS_PORT"
-for _ in $(seq 1 100); do [ -s "$WORK/token" ] && break; sleep 0.05; done
+for _ in $(seq 1 100); do [ "$(wc -l <"$WORK/token")" -ge "$USERS" ] && break; sleep 0.05; done
 TOKEN=$(head -n1 "$WORK/token")
+export BENCH_TOKENS="$WORK/token"
 
 mkdir -p "$WORK/nginx"
 sed -e "s|@PORT@|$NGINX_PORT|" -e "s|@UPSTREAM@|127.0.0.1:$UP_PORT|" -e "s|@PREFIX@|$WORK/nginx|g" \
@@ -118,14 +125,20 @@ run direct "http://127.0.0.1:$UP_PORT/public/x"
 run nginx "http://127.0.0.1:$NGINX_PORT/public/x"
 run gateway "http://127.0.0.1:$GW_PORT/public/x"
 run gateway_jwt "http://127.0.0.1:$GW_PORT/authed/x" -H "Authorization: Bearer $TOKEN"
+run gateway_users "http://127.0.0.1:$GW_PORT/public/x" -s "$ROOT/bench/tokens.lua"
+run gateway_jwt_users "http://127.0.0.1:$GW_PORT/authed/x" -s "$ROOT/bench/tokens.lua"
 
 echo
 echo "wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s on $(nproc) cores; trivial upstream answering 200 ok"
-printf '%-14s %12s %10s\n' case "requests/s" "p99 ms"
-for c in direct nginx gateway gateway_jwt; do printf '%-14s %12.0f %10.3f\n' "$c" "${RPS[$c]}" "${P99[$c]}"; done
+printf '%-18s %12s %10s\n' case "requests/s" "p99 ms"
+for c in direct nginx gateway gateway_jwt gateway_users gateway_jwt_users; do
+    printf '%-18s %12.0f %10.3f\n' "$c" "${RPS[$c]}" "${P99[$c]}"
+done
 awk -v g="${RPS[gateway]}" -v n="${RPS[nginx]}" -v j="${RPS[gateway_jwt]}" \
+    -v gu="${RPS[gateway_users]}" -v ju="${RPS[gateway_jwt_users]}" -v users="$USERS" \
     -v pd="${P99[direct]}" -v pn="${P99[nginx]}" -v pg="${P99[gateway]}" -v pj="${P99[gateway_jwt]}" 'BEGIN {
     printf "gateway / nginx throughput:           %.2f\n", g / n
-    printf "gateway+jwt+ratelimit / gateway:      %.2f\n", j / g
+    printf "gateway+jwt+ratelimit / gateway:      %.2f (one user)\n", j / g
+    printf "gateway+jwt+ratelimit / gateway:      %.2f (%d users in turn)\n", ju / gu, users
     printf "added p99 over direct: nginx %.3f ms, gateway %.3f ms, gateway+jwt %.3f ms\n", pn - pd, pg - pd, pj - pd
 }'
