@@ -20,6 +20,9 @@
 #
 # Usage: bash bench/gateway.sh
 #   BENCH_DURATION=10 BENCH_THREADS=2 BENCH_CONNECTIONS=64 BENCH_WARMUP=2
+#   BENCH_ROUNDS=3: every case runs once per round, rounds one after the
+#   other; each ratio is computed per round and the median is printed (the
+#   machine's noise moves whole rounds, so same-round ratios are steadier)
 #   BENCH_BUILD=1 (0 skips `cargo build --release -p gateway --examples`)
 # Needs Redis on 127.0.0.1:6379 (FEIRA_REDIS_URL) for the rate limit;
 # installs wrk and nginx-light with apt-get when missing (as root).
@@ -30,6 +33,7 @@ DURATION=${BENCH_DURATION:-10}
 THREADS=${BENCH_THREADS:-2}
 CONNECTIONS=${BENCH_CONNECTIONS:-64}
 WARMUP=${BENCH_WARMUP:-2}
+ROUNDS=${BENCH_ROUNDS:-3}
 USERS=${BENCH_USERS:-1000}
 UP_PORT=19100 JWKS_PORT=19101 NGINX_PORT=19102 GW_PORT=19180
 
@@ -121,24 +125,47 @@ run() {
     P99[$name]=$(awk '$1 == "99%" {print $2}' "$WORK/$name.txt" | to_ms)
 }
 
-run direct "http://127.0.0.1:$UP_PORT/public/x"
-run nginx "http://127.0.0.1:$NGINX_PORT/public/x"
-run gateway "http://127.0.0.1:$GW_PORT/public/x"
-run gateway_jwt "http://127.0.0.1:$GW_PORT/authed/x" -H "Authorization: Bearer $TOKEN"
-run gateway_users "http://127.0.0.1:$GW_PORT/public/x" -s "$ROOT/bench/tokens.lua"
-run gateway_jwt_users "http://127.0.0.1:$GW_PORT/authed/x" -s "$ROOT/bench/tokens.lua"
+CASES=(direct nginx gateway gateway_jwt gateway_users gateway_jwt_users)
+for r in $(seq 1 "$ROUNDS"); do
+    run "direct.$r" "http://127.0.0.1:$UP_PORT/public/x"
+    run "nginx.$r" "http://127.0.0.1:$NGINX_PORT/public/x"
+    run "gateway.$r" "http://127.0.0.1:$GW_PORT/public/x"
+    run "gateway_jwt.$r" "http://127.0.0.1:$GW_PORT/authed/x" -H "Authorization: Bearer $TOKEN"
+    run "gateway_users.$r" "http://127.0.0.1:$GW_PORT/public/x" -s "$ROOT/bench/tokens.lua"
+    run "gateway_jwt_users.$r" "http://127.0.0.1:$GW_PORT/authed/x" -s "$ROOT/bench/tokens.lua"
+done
+
+# One line per case and round: case round requests/s p99_ms.
+for c in "${CASES[@]}"; do
+    for r in $(seq 1 "$ROUNDS"); do echo "$c $r ${RPS[$c.$r]} ${P99[$c.$r]}"; done
+done >"$WORK/results"
 
 echo
-echo "wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s on $(nproc) cores; trivial upstream answering 200 ok"
-printf '%-18s %12s %10s\n' case "requests/s" "p99 ms"
-for c in direct nginx gateway gateway_jwt gateway_users gateway_jwt_users; do
-    printf '%-18s %12.0f %10.3f\n' "$c" "${RPS[$c]}" "${P99[$c]}"
-done
-awk -v g="${RPS[gateway]}" -v n="${RPS[nginx]}" -v j="${RPS[gateway_jwt]}" \
-    -v gu="${RPS[gateway_users]}" -v ju="${RPS[gateway_jwt_users]}" -v users="$USERS" \
-    -v pd="${P99[direct]}" -v pn="${P99[nginx]}" -v pg="${P99[gateway]}" -v pj="${P99[gateway_jwt]}" 'BEGIN {
-    printf "gateway / nginx throughput:           %.2f\n", g / n
-    printf "gateway+jwt+ratelimit / gateway:      %.2f (one user)\n", j / g
-    printf "gateway+jwt+ratelimit / gateway:      %.2f (%d users in turn)\n", ju / gu, users
-    printf "added p99 over direct: nginx %.3f ms, gateway %.3f ms, gateway+jwt %.3f ms\n", pn - pd, pg - pd, pj - pd
-}'
+echo "wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s on $(nproc) cores, $ROUNDS rounds; trivial upstream answering 200 ok"
+awk -v users="$USERS" -v rounds="$ROUNDS" '
+function median(a, n,    i, j, t) {
+    for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j - 1] > a[j]; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
+    return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+}
+function ratio(num, den,    r, a) {
+    for (r = 1; r <= rounds; r++) a[r] = rps[num, r] / rps[den, r]
+    return median(a, rounds)
+}
+function p99_added(c,    r, a) {
+    for (r = 1; r <= rounds; r++) a[r] = p99[c, r] - p99["direct", r]
+    return median(a, rounds)
+}
+{ rps[$1, $2] = $3; p99[$1, $2] = $4; if (!($1 in seen)) { seen[$1] = 1; order[++n] = $1 } }
+END {
+    printf "%-18s %14s %12s   (median of the rounds; each round in brackets)\n", "case", "requests/s", "p99 ms"
+    for (i = 1; i <= n; i++) {
+        c = order[i]; list = ""
+        for (r = 1; r <= rounds; r++) { x[r] = rps[c, r]; y[r] = p99[c, r]; list = list sprintf(" %.0f", rps[c, r]) }
+        printf "%-18s %14.0f %12.3f   [%s ]\n", c, median(x, rounds), median(y, rounds), list
+    }
+    printf "gateway / nginx throughput:           %.2f\n", ratio("gateway", "nginx")
+    printf "gateway+jwt+ratelimit / gateway:      %.2f (one user)\n", ratio("gateway_jwt", "gateway")
+    printf "gateway+jwt+ratelimit / gateway:      %.2f (%d users in turn)\n", ratio("gateway_jwt_users", "gateway_users"), users
+    printf "added p99 over direct: nginx %.3f ms, gateway %.3f ms, gateway+jwt %.3f ms\n",
+        p99_added("nginx"), p99_added("gateway"), p99_added("gateway_jwt")
+}' "$WORK/results"
