@@ -339,25 +339,30 @@ async fn an_invalid_routes_file_stops_the_start_with_the_route_and_field() {
 
 // Rate limits ----------------------------------------------------------------------
 
+/// One route, `/limited`, with a rate limit of `n` requests a minute (bursts
+/// of `n`), authentication required.
+fn limited_route(upstream: &str, n: u32) -> String {
+    format!(
+        r#"
+        [rate_limits.tight]
+        rate = {n}
+        per = "1m"
+        burst = {n}
+        [[routes]]
+        name = "limited"
+        prefix = "/limited"
+        upstreams = ["{upstream}"]
+        rate_limit = "tight"
+        "#
+    )
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_rate_limit_is_shared_by_two_gateways() {
     let key = SigningKey::generate("k1");
     let jwks = Jwks::start(&[&key]).await;
     let up = helpers::Upstream::start("a").await;
-    let routes = format!(
-        r#"
-        [rate_limits.tight]
-        rate = 3
-        per = "1m"
-        burst = 3
-        [[routes]]
-        name = "limited"
-        prefix = "/limited"
-        upstreams = ["{}"]
-        rate_limit = "tight"
-        "#,
-        up.url()
-    );
+    let routes = limited_route(&up.url(), 3);
     let gws = spawn_n(2, &routes, &jwks.url, |_| {}).await;
     let token = key.sign(&claims(Uuid::now_v7(), &["customer"]));
     let call = |i: usize| gws.client.get(gws.running[i].url("/limited/x")).bearer_auth(&token).send();
@@ -390,10 +395,7 @@ async fn concurrent_checks_are_exact_per_user_and_never_let_a_revoked_token_thro
     let key = SigningKey::generate("k1");
     let jwks = Jwks::start(&[&key]).await;
     let up = helpers::Upstream::start("a").await;
-    let routes = format!(
-        "[rate_limits.tight]\nrate = 5\nper = \"1m\"\nburst = 5\n[[routes]]\nname = \"limited\"\nprefix = \"/limited\"\nupstreams = [\"{}\"]\nrate_limit = \"tight\"",
-        up.url()
-    );
+    let routes = limited_route(&up.url(), 5);
     let gws = spawn_n(2, &routes, &jwks.url, |_| {}).await;
     let users: Vec<String> = (0..3).map(|_| key.sign(&claims(Uuid::now_v7(), &["customer"]))).collect();
     let revoked_claims = claims(Uuid::now_v7(), &["customer"]);
@@ -428,10 +430,7 @@ async fn without_redis_the_rate_limit_is_local() {
     let key = SigningKey::generate("k1");
     let jwks = Jwks::start(&[&key]).await;
     let up = helpers::Upstream::start("a").await;
-    let routes = format!(
-        "[rate_limits.tight]\nrate = 2\nper = \"1m\"\nburst = 2\n[[routes]]\nname = \"limited\"\nprefix = \"/limited\"\nupstreams = [\"{}\"]\nrate_limit = \"tight\"",
-        up.url()
-    );
+    let routes = limited_route(&up.url(), 2);
     let dead = dead_address().await.replace("http://", "redis://");
     let gw = spawn_n(1, &routes, &jwks.url, |env| {
         env.set("FEIRA_REDIS_URL", dead);
