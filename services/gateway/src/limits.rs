@@ -230,7 +230,7 @@ impl Limits {
             let own = Arc::new(OnceLock::new());
             tokio::spawn(connect(self.client.clone(), own.clone(), self.shutdown.clone()));
             let (jobs, queue) = tokio::sync::mpsc::unbounded_channel();
-            tokio::spawn(run_batches(queue, own, self.redis.clone(), self.script.clone(), self.shutdown.clone()));
+            tokio::spawn(run_batches(queue, own, self.redis.clone(), self.script.clone()));
             Batcher { jobs }
         })
     }
@@ -262,15 +262,13 @@ async fn run_batches(
     own: Arc<OnceLock<ConnectionManager>>,
     shared: Arc<OnceLock<ConnectionManager>>,
     script: Arc<redis::Script>,
-    shutdown: tokio_util::sync::CancellationToken,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let sizes = metrics::histogram!("gateway_redis_batch_size");
     loop {
-        let received = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            n = queue.recv_many(&mut batch, MAX_BATCH) => n,
-        };
+        // Until the gateway is gone (not at shutdown: requests still in
+        // flight then must be checked, not waved through by the fallback).
+        let received = queue.recv_many(&mut batch, MAX_BATCH).await;
         if received == 0 {
             return;
         }
