@@ -1,5 +1,5 @@
-//! Runs the gateway alone, as `feira run gateway` does (for `bench/gateway.sh`
-//! until the `feira` binary lists the gateway target).
+//! Runs the gateway alone, as `feira run gateway` does, for `bench/gateway.sh`
+//! (building this example takes the gateway's crates only, not all of feira).
 //!
 //! `cargo run --release -p gateway --example serve` (FEIRA_* variables apply).
 
