@@ -168,37 +168,48 @@ impl Limits {
         }
     }
 
+    /// This thread's batcher, started on first use.
+    fn batcher(&self) -> &Batcher {
+        self.per_thread.get_or(|| {
+            let own = Arc::new(OnceLock::new());
+            tokio::spawn(connect(self.client.clone(), own.clone(), self.shutdown.clone()));
+            let (jobs, queue) = tokio::sync::mpsc::unbounded_channel();
+            tokio::spawn(run_batches(queue, own, self.redis.clone(), self.script.clone()));
+            Batcher { jobs }
+        })
+    }
+
     /// Checks the denylist for `jti` and takes one request from `caller`'s
     /// bucket of `policy`, whichever apply.
     pub async fn check(&self, jti: Option<&str>, policy: Option<&Policy>, caller: &str) -> Verdict {
         if jti.is_none() && policy.is_none() {
             return Verdict { revoked: false, rate: None };
         }
-        let rate_key = policy.map(|p| format!("{}{}:{caller}", self.rate_prefix, p.name)).unwrap_or_default();
+        let rate_key = |p: &Policy| format!("{}{}:{caller}", self.rate_prefix, p.name);
         let deny_key = jti.map(|j| format!("{}{j}", self.deny_prefix)).unwrap_or_default();
         let (interval_us, burst) = policy.map(|p| (interval_us(p), p.burst)).unwrap_or((1, 1));
         let (reply, answer) = tokio::sync::oneshot::channel();
-        let job = Job { rate_key: rate_key.clone(), deny_key, interval_us, burst, reply };
-        if self.batcher().jobs.send(job).is_ok() {
-            // Else Redis was unavailable (or the batcher stopped): fall back.
-            if let Ok(Ok([verdict, remaining, retry_after_us, reset_us])) = answer.await {
-                return Verdict {
-                    revoked: verdict < 0,
-                    rate: policy.filter(|_| verdict >= 0).map(|p| Rate {
-                        allowed: verdict == 1,
-                        limit: p.burst,
-                        remaining: Some(remaining.max(0) as u32),
-                        reset_secs: secs_ceil(reset_us),
-                        retry_after_secs: secs_ceil(retry_after_us).max(u64::from(verdict == 0)),
-                    }),
-                };
-            }
+        let job = Job { rate_key: policy.map(rate_key).unwrap_or_default(), deny_key, interval_us, burst, reply };
+        if self.batcher().jobs.send(job).is_ok()
+            && let Ok(Ok([verdict, remaining, retry_after_us, reset_us])) = answer.await
+        {
+            return Verdict {
+                revoked: verdict < 0,
+                rate: policy.filter(|_| verdict >= 0).map(|p| Rate {
+                    allowed: verdict == 1,
+                    limit: p.burst,
+                    remaining: Some(remaining.max(0) as u32),
+                    reset_secs: secs_ceil(reset_us),
+                    retry_after_secs: secs_ceil(retry_after_us).max(u64::from(verdict == 0)),
+                }),
+            };
         }
+        // Redis was unavailable (or the batcher stopped): the local limiter.
         metrics::counter!("gateway_redis_fallbacks_total").increment(1);
         let revoked = jti.is_some() && self.deny_fail_closed;
         let rate = policy.and_then(|p| {
             let local = self.local.get(&p.name)?;
-            Some(match local.check_key(&rate_key) {
+            Some(match local.check_key(&rate_key(p)) {
                 Ok(snapshot) => Rate {
                     allowed: true,
                     limit: p.burst,
@@ -220,19 +231,6 @@ impl Limits {
             })
         });
         Verdict { revoked, rate }
-    }
-}
-
-impl Limits {
-    /// This thread's batcher, started on first use.
-    fn batcher(&self) -> &Batcher {
-        self.per_thread.get_or(|| {
-            let own = Arc::new(OnceLock::new());
-            tokio::spawn(connect(self.client.clone(), own.clone(), self.shutdown.clone()));
-            let (jobs, queue) = tokio::sync::mpsc::unbounded_channel();
-            tokio::spawn(run_batches(queue, own, self.redis.clone(), self.script.clone()));
-            Batcher { jobs }
-        })
     }
 }
 
