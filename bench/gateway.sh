@@ -3,6 +3,10 @@
 # under the same wrk load, in one run:
 #   direct      wrk -> upstream
 #   nginx       wrk -> nginx (reverse proxy, keepalive upstream) -> upstream
+#   floor       wrk -> the least proxy hyper can be (examples/floor.rs:
+#               hyper's server and the gateway's upstream connections on the
+#               gateway's threads, nothing else) -> upstream: where the
+#               library alone lands against nginx
 #   gateway     wrk -> feira gateway, public route -> upstream
 #   gateway+jwt wrk -> feira gateway, route with JWT verification (EdDSA) and a
 #               Redis rate limit high enough never to refuse -> upstream
@@ -35,7 +39,7 @@ CONNECTIONS=${BENCH_CONNECTIONS:-64}
 WARMUP=${BENCH_WARMUP:-2}
 ROUNDS=${BENCH_ROUNDS:-3}
 USERS=${BENCH_USERS:-1000}
-UP_PORT=19100 JWKS_PORT=19101 NGINX_PORT=19102 GW_PORT=19180
+UP_PORT=19100 JWKS_PORT=19101 NGINX_PORT=19102 FLOOR_PORT=19103 GW_PORT=19180
 
 need() { command -v "$1" >/dev/null 2>&1; }
 if ! need wrk || ! { need nginx || [ -x /usr/sbin/nginx ]; }; then
@@ -85,6 +89,9 @@ sed -e "s|@PORT@|$NGINX_PORT|" -e "s|@UPSTREAM@|127.0.0.1:$UP_PORT|" -e "s|@PREF
 "$NGINX" -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" & PIDS+=($!)
 wait_port "$NGINX_PORT"
 
+"$BIN/floor" "127.0.0.1:$FLOOR_PORT" "127.0.0.1:$UP_PORT" & PIDS+=($!)
+wait_port "$FLOOR_PORT"
+
 cat >"$WORK/routes.toml" <<TOML
 [rate_limits.bench]
 rate = 10000000
@@ -125,10 +132,11 @@ run() {
     P99[$name]=$(awk '$1 == "99%" {print $2}' "$WORK/$name.txt" | to_ms)
 }
 
-CASES=(direct nginx gateway gateway_jwt gateway_users gateway_jwt_users)
+CASES=(direct nginx floor gateway gateway_jwt gateway_users gateway_jwt_users)
 for r in $(seq 1 "$ROUNDS"); do
     run "direct.$r" "http://127.0.0.1:$UP_PORT/public/x"
     run "nginx.$r" "http://127.0.0.1:$NGINX_PORT/public/x"
+    run "floor.$r" "http://127.0.0.1:$FLOOR_PORT/public/x"
     run "gateway.$r" "http://127.0.0.1:$GW_PORT/public/x"
     run "gateway_jwt.$r" "http://127.0.0.1:$GW_PORT/authed/x" -H "Authorization: Bearer $TOKEN"
     run "gateway_users.$r" "http://127.0.0.1:$GW_PORT/public/x" -s "$ROOT/bench/tokens.lua"
@@ -164,8 +172,10 @@ END {
         printf "%-18s %14.0f %12.3f   [%s ]\n", c, median(x, rounds), median(y, rounds), list
     }
     printf "gateway / nginx throughput:           %.2f\n", ratio("gateway", "nginx")
+    printf "hyper floor / nginx throughput:       %.2f\n", ratio("floor", "nginx")
+    printf "gateway / hyper floor throughput:     %.2f\n", ratio("gateway", "floor")
     printf "gateway+jwt+ratelimit / gateway:      %.2f (one user)\n", ratio("gateway_jwt", "gateway")
     printf "gateway+jwt+ratelimit / gateway:      %.2f (%d users in turn)\n", ratio("gateway_jwt_users", "gateway_users"), users
-    printf "added p99 over direct: nginx %.3f ms, gateway %.3f ms, gateway+jwt %.3f ms\n",
-        p99_added("nginx"), p99_added("gateway"), p99_added("gateway_jwt")
+    printf "added p99 over direct: nginx %.3f ms, hyper floor %.3f ms, gateway %.3f ms, gateway+jwt %.3f ms\n",
+        p99_added("nginx"), p99_added("floor"), p99_added("gateway"), p99_added("gateway_jwt")
 }' "$WORK/results"

@@ -44,6 +44,7 @@ pub mod docs;
 pub mod limits;
 pub mod proxy;
 pub mod routes;
+pub mod upstream;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -209,14 +210,13 @@ async fn router(svc: &Service) -> anyhow::Result<(Router, HotPath)> {
     )?;
     let docs = Arc::new(docs::Docs::new(table.upstreams.clone(), client.clone(), duration(&OPENAPI_TTL_VAR)?));
     tracing::info!(routes = table.routes.len(), upstreams = table.upstreams.len(), "gateway routes loaded");
-    let table_connect_timeout = table.connect_timeout;
+    let connections = upstream::Connections::new(table.connect_timeout, Duration::from_secs(60));
     let gw = Arc::new(proxy::Gateway {
         budget: budget::RetryBudget::new(table.budget),
         table,
         verifier,
         limits,
-        clients: thread_local::ThreadLocal::new(),
-        connect_timeout: table_connect_timeout,
+        connections,
         body_limit: svc.config.http.body_limit,
         body_timeout: svc.config.http.request_timeout,
         metrics: proxy::RequestMetrics::default(),

@@ -18,6 +18,7 @@ use crate::auth::{Claims, TokenError, Verifier};
 use crate::budget::RetryBudget;
 use crate::limits::{Limits, Rate};
 use crate::routes::{Auth, Match, Route, Table};
+use crate::upstream::Connections;
 
 /// Everything a request needs; one per gateway.
 pub struct Gateway {
@@ -25,29 +26,13 @@ pub struct Gateway {
     pub verifier: Verifier,
     pub limits: Limits,
     pub budget: RetryBudget,
-    /// Upstream connections: hyper's pooled client (keep-alive, no proxy,
-    /// no redirects followed), one per thread, so a request and the
-    /// upstream connection it uses are driven by the same thread.
-    pub clients: thread_local::ThreadLocal<UpstreamClient>,
-    pub connect_timeout: Duration,
+    /// Upstream connections, kept alive per serving thread, so a request
+    /// and the connection it uses are driven by the same thread.
+    pub connections: Connections,
     pub body_limit: usize,
     /// How long a request body may take to arrive (408 after).
     pub body_timeout: Duration,
     pub metrics: RequestMetrics,
-}
-
-pub type UpstreamClient =
-    hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, http_body_util::Full<Bytes>>;
-
-/// The upstream client: keep-alive pool, `TCP_NODELAY`, `connect_timeout`.
-pub fn upstream_client(connect_timeout: Duration) -> UpstreamClient {
-    let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(connect_timeout));
-    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(60))
-        .pool_timer(hyper_util::rt::TokioTimer::new())
-        .build(connector)
 }
 
 static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -147,13 +132,6 @@ pub struct RequestMetrics {
 struct RouteMetrics {
     duration: metrics::Histogram,
     counters: HashMap<(Method, u16), metrics::Counter>,
-}
-
-impl Gateway {
-    /// This thread's upstream client.
-    fn client(&self) -> &UpstreamClient {
-        self.clients.get_or(|| upstream_client(self.connect_timeout))
-    }
 }
 
 impl RequestMetrics {
@@ -304,7 +282,7 @@ async fn forward<'a>(
             break;
         };
         outcome.upstream = Some(&upstream.label);
-        let Ok(uri) = format!("{}{path_and_query}", upstream.base).parse::<axum::http::Uri>() else {
+        let Ok(uri) = path_and_query.parse::<axum::http::Uri>() else {
             return problem(StatusCode::BAD_REQUEST, "bad-request", "the request path cannot be forwarded".into());
         };
         let mut request = axum::http::Request::new(http_body_util::Full::new(body.clone()));
@@ -313,7 +291,7 @@ async fn forward<'a>(
         // The last attempt takes the headers; earlier ones copy them.
         *request.headers_mut() = if attempt + 1 == attempts { std::mem::take(&mut headers) } else { headers.clone() };
         let sent = Instant::now();
-        let result = tokio::time::timeout(route.timeout, gw.client().request(request)).await;
+        let result = tokio::time::timeout(route.timeout, gw.connections.send(upstream.authority(), request)).await;
         upstream.duration.record(sent.elapsed().as_secs_f64());
         match result {
             Ok(Ok(res)) if is_failure(res.status()) => {

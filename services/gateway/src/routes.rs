@@ -160,6 +160,13 @@ pub struct Upstream {
     pub duration: metrics::Histogram,
 }
 
+impl Upstream {
+    /// `host:port`.
+    pub fn authority(&self) -> &str {
+        self.base.strip_prefix("http://").unwrap_or(&self.base)
+    }
+}
+
 #[derive(Debug)]
 pub struct Route {
     pub name: String,

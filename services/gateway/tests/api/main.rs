@@ -527,6 +527,52 @@ async fn round_robin_spreads_requests_and_skips_a_dead_upstream() {
     assert_eq!(metric(&gw.metrics().await, &gauge), Some(1.0), "b's breaker is open");
 }
 
+/// An upstream that closes every connection after one answer, without
+/// saying so (as an upstream whose keep-alive timeout passed does): the
+/// gateway notices, and each POST still arrives once, on a new connection.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_connection_the_upstream_dropped_is_not_reused() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (hits, connections) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (h, c) = (hits.clone(), connections.clone());
+    let server = tokio::spawn(async move {
+        loop {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            c.fetch_add(1, Ordering::SeqCst);
+            let h = h.clone();
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buf = [0u8; 4096];
+                // Head and the two-byte body.
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") || !request.ends_with(b"{}") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                h.fetch_add(1, Ordering::SeqCst);
+                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await;
+            });
+        }
+    });
+    let jwks = Jwks::start(&[]).await;
+    let routes =
+        format!("[[routes]]\nname = \"svc\"\nprefix = \"/\"\nupstreams = [\"http://{addr}\"]\nauth = \"public\"");
+    let gw = spawn_n(1, &routes, &jwks.url, |_| {}).await;
+    for i in 0..4 {
+        let res = gw.client.post(gw.url("/orders")).body("{}").send().await.unwrap();
+        assert_eq!(res.status(), 200, "POST {i}");
+        assert_eq!(res.text().await.unwrap(), "ok");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(hits.load(Ordering::SeqCst), 4, "each POST arrived once");
+    assert_eq!(connections.load(Ordering::SeqCst), 4, "each on a new connection");
+    server.abort();
+}
+
 // OpenAPI ----------------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread")]
