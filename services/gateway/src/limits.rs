@@ -19,8 +19,8 @@
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
-use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use governor::middleware::StateInformationMiddleware;
 use governor::{DefaultKeyedRateLimiter, Quota};
@@ -29,11 +29,14 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use crate::routes::Policy;
 
 /// A batch of checks, applied in order as if each were its own call: for
-/// check `i` (from 0), `KEYS[2i+1]` is its rate-limit key (or "") and
-/// `KEYS[2i+2]` its denylist key (or ""); `ARGV[2i+1]` the emission interval
-/// in microseconds, `ARGV[2i+2]` the burst. Returns four numbers per check:
-/// `verdict, remaining, retry_after_us, reset_us`, where verdict is 1
-/// allowed, 0 limited, -1 revoked.
+/// check `i` (from 0), `KEYS[2i+1]` is its rate-limit key and `KEYS[2i+2]`
+/// its denylist key (or ""); `ARGV[3i+1]` the emission interval in
+/// microseconds, `ARGV[3i+2]` the burst, `ARGV[3i+3]` how many tokens the
+/// caller would like (1, or 1 plus a lease). Returns five numbers per check:
+/// `verdict, remaining, retry_after_us, reset_us, granted`, where verdict is
+/// 1 allowed, 0 limited, -1 revoked. More than one token is granted only
+/// while the bucket stays at least half full; below that every request
+/// takes its own token, exactly.
 const SCRIPT: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -43,12 +46,12 @@ local out = {}
 -- would through Redis.
 local revoked, tats, taken = {}, {}, {}
 local n = 0
-local function answer(a, b, c, d)
-  out[n + 1], out[n + 2], out[n + 3], out[n + 4] = a, b, c, d
-  n = n + 4
+local function answer(a, b, c, d, e)
+  out[n + 1], out[n + 2], out[n + 3], out[n + 4], out[n + 5] = a, b, c, d, e
+  n = n + 5
 end
-for i = 1, #KEYS, 2 do
-  local rate_key, deny_key = KEYS[i], KEYS[i + 1]
+for i = 1, #KEYS / 2 do
+  local rate_key, deny_key = KEYS[2 * i - 1], KEYS[2 * i]
   local is_revoked = false
   if deny_key ~= "" then
     is_revoked = revoked[deny_key]
@@ -58,24 +61,26 @@ for i = 1, #KEYS, 2 do
     end
   end
   if is_revoked then
-    answer(-1, 0, 0, 0)
-  elseif rate_key == "" then
-    answer(1, 0, 0, 0)
+    answer(-1, 0, 0, 0, 0)
   else
-    local interval = tonumber(ARGV[i])
-    local burst = tonumber(ARGV[i + 1])
+    local interval = tonumber(ARGV[3 * i - 2])
+    local burst = tonumber(ARGV[3 * i - 1])
+    local want = tonumber(ARGV[3 * i])
     local tat = tats[rate_key]
     if tat == nil then tat = tonumber(redis.call('GET', rate_key) or now) end
     if tat < now then tat = now end
-    local new_tat = tat + interval
-    local allow_at = new_tat - burst * interval
-    if now < allow_at then
+    -- Tokens in the bucket now.
+    local avail = math.floor((now - tat) / interval) + burst
+    if avail < 1 then
       tats[rate_key] = tat
-      answer(0, 0, allow_at - now, tat - now)
+      answer(0, 0, tat + interval - burst * interval - now, tat - now, 0)
     else
+      local grant = 1
+      if want > 1 and avail - want >= burst / 2 then grant = want end
+      local new_tat = tat + grant * interval
       tats[rate_key] = new_tat
       taken[rate_key] = true
-      answer(1, math.floor((now - allow_at) / interval), 0, new_tat - now)
+      answer(1, avail - grant, 0, new_tat - now, grant)
     end
   end
 end
@@ -85,6 +90,24 @@ for key in pairs(taken) do
 end
 return out
 "#;
+
+/// How long a thread may use the tokens it took ahead (a lease).
+const LEASE_TTL: Duration = Duration::from_secs(5);
+
+/// The tokens a thread takes ahead from a bucket: a sixteenth of the burst,
+/// at most 64 (0: none; small limits are always checked one by one).
+fn lease_size(p: &Policy) -> u32 {
+    (p.burst / 16).min(64)
+}
+
+/// Tokens this thread took ahead from one bucket.
+struct Lease {
+    left: u32,
+    /// What the bucket held after they were taken.
+    remaining: u32,
+    reset_secs: u64,
+    until: Instant,
+}
 
 /// The most checks sent in one script call.
 const MAX_BATCH: usize = 64;
@@ -175,31 +198,68 @@ impl Limits {
             tokio::spawn(connect(self.client.clone(), own.clone(), self.shutdown.clone()));
             let (jobs, queue) = tokio::sync::mpsc::unbounded_channel();
             tokio::spawn(run_batches(queue, own, self.redis.clone(), self.script.clone()));
-            Batcher { jobs }
+            Batcher { jobs, leases: Mutex::new(HashMap::new()) }
         })
     }
 
     /// Checks the denylist for `jti` and takes one request from `caller`'s
     /// bucket of `policy`, whichever apply.
+    ///
+    /// The denylist is asked on every request (a logged-out token fails at
+    /// once). The bucket is asked for a lease along with the request's own
+    /// token (see [`lease_size`]); while this thread holds leased tokens of
+    /// the bucket, its requests use them and only the denylist is asked.
     pub async fn check(&self, jti: Option<&str>, policy: Option<&Policy>, caller: &str) -> Verdict {
         if jti.is_none() && policy.is_none() {
             return Verdict { revoked: false, rate: None };
         }
-        let rate_key = |p: &Policy| format!("{}{}:{caller}", self.rate_prefix, p.name);
+        let batcher = self.batcher();
+        let rate_key = policy.map(|p| format!("{}{}:{caller}", self.rate_prefix, p.name));
+        let leased = policy.zip(rate_key.as_deref()).and_then(|(p, key)| batcher.take_leased(key, p));
+        if leased.is_some() && jti.is_none() {
+            return Verdict { revoked: false, rate: leased };
+        }
         let deny_key = jti.map(|j| format!("{}{j}", self.deny_prefix)).unwrap_or_default();
-        let (interval_us, burst) = policy.map(|p| (interval_us(p), p.burst)).unwrap_or((1, 1));
+        let (interval_us, burst, want) = match policy.filter(|_| leased.is_none()) {
+            Some(p) => (interval_us(p), p.burst, 1 + lease_size(p)),
+            None => (1, 1, 0),
+        };
         let (reply, answer) = tokio::sync::oneshot::channel();
-        let job = Job { rate_key: policy.map(rate_key).unwrap_or_default(), deny_key, interval_us, burst, reply };
-        if self.batcher().jobs.send(job).is_ok()
-            && let Ok(Ok([verdict, remaining, retry_after_us, reset_us])) = answer.await
+        let asks_bucket = want > 0;
+        let job = Job {
+            rate_key: if asks_bucket { rate_key.clone().unwrap_or_default() } else { String::new() },
+            deny_key,
+            interval_us,
+            burst,
+            want,
+            reply,
+        };
+        if batcher.jobs.send(job).is_ok()
+            && let Ok(Ok([verdict, remaining, retry_after_us, reset_us, granted])) = answer.await
         {
+            if verdict < 0 {
+                return Verdict { revoked: true, rate: None };
+            }
+            if !asks_bucket {
+                return Verdict { revoked: false, rate: leased };
+            }
+            let mut remaining = remaining.max(0) as u32;
+            let reset_secs = secs_ceil(reset_us);
+            if granted > 1
+                && let Some(key) = rate_key
+            {
+                batcher.lease(key, granted as u32 - 1, remaining, reset_secs);
+                // The caller may still send what the bucket holds plus what
+                // this thread took ahead.
+                remaining = remaining.saturating_add(granted as u32 - 1);
+            }
             return Verdict {
-                revoked: verdict < 0,
-                rate: policy.filter(|_| verdict >= 0).map(|p| Rate {
+                revoked: false,
+                rate: policy.map(|p| Rate {
                     allowed: verdict == 1,
                     limit: p.burst,
-                    remaining: Some(remaining.max(0) as u32),
-                    reset_secs: secs_ceil(reset_us),
+                    remaining: Some(remaining),
+                    reset_secs,
                     retry_after_secs: secs_ceil(retry_after_us).max(u64::from(verdict == 0)),
                 }),
             };
@@ -209,7 +269,7 @@ impl Limits {
         let revoked = jti.is_some() && self.deny_fail_closed;
         let rate = policy.and_then(|p| {
             let local = self.local.get(&p.name)?;
-            Some(match local.check_key(&rate_key(p)) {
+            Some(match local.check_key(rate_key.as_ref()?) {
                 Ok(snapshot) => Rate {
                     allowed: true,
                     limit: p.burst,
@@ -236,11 +296,15 @@ impl Limits {
 
 /// One check waiting for Redis.
 struct Job {
+    /// "" when the bucket is not asked (a leased token, or no rate limit).
     rate_key: String,
+    /// "" when there is no token to check.
     deny_key: String,
     interval_us: u64,
     burst: u32,
-    reply: tokio::sync::oneshot::Sender<Result<[i64; 4], Unavailable>>,
+    /// Tokens wanted: 1 plus the lease; 0 when the bucket is not asked.
+    want: u32,
+    reply: tokio::sync::oneshot::Sender<Result<[i64; 5], Unavailable>>,
 }
 
 /// Redis did not answer (down, slow, or not connected yet).
@@ -248,13 +312,53 @@ struct Unavailable;
 
 struct Batcher {
     jobs: tokio::sync::mpsc::UnboundedSender<Job>,
+    /// Tokens taken ahead, by rate-limit key (only this thread uses them;
+    /// the lock is never contended).
+    leases: Mutex<HashMap<String, Lease>>,
+}
+
+impl Batcher {
+    /// One of this thread's leased tokens of the bucket `key`, if any.
+    fn take_leased(&self, key: &str, p: &Policy) -> Option<Rate> {
+        let mut leases = self.leases.lock().unwrap_or_else(|e| e.into_inner());
+        let lease = leases.get_mut(key)?;
+        if lease.left == 0 || lease.until <= Instant::now() {
+            leases.remove(key);
+            return None;
+        }
+        lease.left -= 1;
+        Some(Rate {
+            allowed: true,
+            limit: p.burst,
+            remaining: Some(lease.remaining.saturating_add(lease.left)),
+            reset_secs: lease.reset_secs,
+            retry_after_secs: 0,
+        })
+    }
+
+    /// Keeps `tokens` taken ahead from the bucket `key` (added to those
+    /// still held: concurrent requests may each have brought some).
+    fn lease(&self, key: String, tokens: u32, remaining: u32, reset_secs: u64) {
+        let mut leases = self.leases.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        if leases.len() >= 4096 {
+            leases.retain(|_, l| l.until > now && l.left > 0);
+        }
+        let lease = leases.entry(key).or_insert(Lease { left: 0, remaining, reset_secs, until: now });
+        lease.left += tokens;
+        lease.until = now + LEASE_TTL;
+        lease.remaining = remaining;
+        lease.reset_secs = reset_secs;
+    }
 }
 
 /// Sends the checks waiting on this thread to Redis, all of them in one
-/// script call, as soon as the previous call answered: while a call is out,
+/// round trip, as soon as the previous one answered: while a call is out,
 /// the next requests queue, so the busier the thread, the bigger the batch,
-/// and no request ever waits for a timer. Redis applies the checks in order,
-/// each as its own call would.
+/// and no request ever waits for a timer. Checks that ask a bucket go in
+/// one script call, applied in order, each as its own call would be; checks
+/// that only ask the denylist go in one MGET beside it (no script, the
+/// cheapest Redis command for them).
 async fn run_batches(
     mut queue: tokio::sync::mpsc::UnboundedReceiver<Job>,
     own: Arc<OnceLock<ConnectionManager>>,
@@ -292,33 +396,95 @@ async fn run_batches(
     }
 }
 
-/// One script call for `batch`.
-async fn call(script: &redis::Script, mut con: ConnectionManager, batch: &[Job]) -> Result<Vec<[i64; 4]>, Unavailable> {
-    let mut invocation = script.prepare_invoke();
+/// One round trip for `batch`: the script call for the checks that ask a
+/// bucket, one MGET of the distinct denylist keys of the others.
+async fn call(script: &redis::Script, mut con: ConnectionManager, batch: &[Job]) -> Result<Vec<[i64; 5]>, Unavailable> {
+    let mut deny_keys: Vec<&str> = Vec::new();
+    let (mut keys, mut argv): (Vec<&str>, Vec<u64>) = (Vec::new(), Vec::new());
+    // Within a batch only the first check of a bucket asks for a lease.
+    let mut leasing: Vec<&str> = Vec::new();
     for job in batch {
-        invocation.key(&job.rate_key).key(&job.deny_key).arg(job.interval_us).arg(job.burst);
+        if job.want > 0 {
+            let first = !leasing.contains(&job.rate_key.as_str());
+            if first {
+                leasing.push(&job.rate_key);
+            }
+            keys.extend([job.rate_key.as_str(), job.deny_key.as_str()]);
+            argv.extend([job.interval_us, u64::from(job.burst), u64::from(if first { job.want } else { 1 })]);
+        } else if !job.deny_key.is_empty() && !deny_keys.contains(&job.deny_key.as_str()) {
+            deny_keys.push(&job.deny_key);
+        }
     }
-    match tokio::time::timeout(Duration::from_millis(500), invocation.invoke_async::<Vec<i64>>(&mut con)).await {
-        Ok(Ok(flat)) if flat.len() == batch.len() * 4 => {
-            Ok(flat.chunks_exact(4).map(|c| [c[0], c[1], c[2], c[3]]).collect())
+    let mut pipe = redis::pipe();
+    if !deny_keys.is_empty() {
+        pipe.cmd("MGET").arg(&deny_keys);
+    }
+    if !keys.is_empty() {
+        pipe.cmd("EVALSHA").arg(script.get_hash()).arg(keys.len()).arg(&keys).arg(&argv);
+    }
+    let replies = match round_trip(&pipe, &mut con).await {
+        // Redis restarted (or its scripts were flushed): load it, once.
+        Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+            match script.load_async(&mut con).await {
+                Ok(_) => round_trip(&pipe, &mut con).await,
+                Err(e) => Err(e),
+            }
         }
-        Ok(Ok(flat)) => {
-            tracing::warn!(
-                expected = batch.len() * 4,
-                got = flat.len(),
-                "redis answered the rate-limit script wrongly"
-            );
-            Err(Unavailable)
-        }
-        Ok(Err(e)) => {
+        other => other,
+    };
+    let mut replies = match replies {
+        Ok(replies) => replies.into_iter(),
+        Err(e) => {
             tracing::warn!(error = %e, "redis unavailable for rate limits and denylist");
-            Err(Unavailable)
+            return Err(Unavailable);
         }
-        Err(_) => {
-            tracing::warn!("redis did not answer within 500ms for rate limits and denylist");
-            Err(Unavailable)
+    };
+    let revoked: Vec<bool> = if deny_keys.is_empty() {
+        Vec::new()
+    } else {
+        match replies.next() {
+            Some(redis::Value::Array(values)) if values.len() == deny_keys.len() => {
+                values.iter().map(|v| !matches!(v, redis::Value::Nil)).collect()
+            }
+            other => return Err(wrong_answer("MGET", &other)),
         }
+    };
+    let scripted: Vec<i64> = if keys.is_empty() {
+        Vec::new()
+    } else {
+        match replies.next().map(redis::from_redis_value::<Vec<i64>>) {
+            Some(Ok(flat)) if flat.len() == keys.len() / 2 * 5 => flat,
+            other => return Err(wrong_answer("the rate-limit script", &other)),
+        }
+    };
+    let mut scripted = scripted.chunks_exact(5);
+    let mut answers = Vec::with_capacity(batch.len());
+    for job in batch {
+        answers.push(if job.want > 0 {
+            match scripted.next() {
+                Some(c) => [c[0], c[1], c[2], c[3], c[4]],
+                None => return Err(Unavailable),
+            }
+        } else {
+            let i = deny_keys.iter().position(|k| *k == job.deny_key);
+            let is_revoked = i.is_some_and(|i| revoked[i]);
+            [if is_revoked { -1 } else { 1 }, 0, 0, 0, 0]
+        });
     }
+    Ok(answers)
+}
+
+/// The pipeline's replies, within 500 ms.
+async fn round_trip(pipe: &redis::Pipeline, con: &mut ConnectionManager) -> redis::RedisResult<Vec<redis::Value>> {
+    match tokio::time::timeout(Duration::from_millis(500), pipe.query_async(con)).await {
+        Ok(result) => result,
+        Err(_) => Err(redis::RedisError::from((redis::ErrorKind::Io, "no answer within 500ms"))),
+    }
+}
+
+fn wrong_answer(what: &str, got: &dyn std::fmt::Debug) -> Unavailable {
+    tracing::warn!(got = ?got, "redis answered {what} wrongly");
+    Unavailable
 }
 
 fn interval_us(p: &Policy) -> u64 {

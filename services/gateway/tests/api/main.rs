@@ -425,6 +425,53 @@ async fn concurrent_checks_are_exact_per_user_and_never_let_a_revoked_token_thro
     assert_eq!(up.hits(), 15);
 }
 
+/// With a burst of 64 a serving thread takes 4 tokens at a time (a lease,
+/// docs/adr/0020) while the bucket is at least half full: 200 requests at
+/// once over two gateways still get no more than the burst through (a few
+/// leased tokens may go unused, never extra ones), and the denylist is
+/// asked on every request, leased token or not: a token logged out
+/// mid-lease fails on its next request.
+#[tokio::test(flavor = "multi_thread")]
+async fn leased_tokens_never_exceed_the_burst_and_never_outlive_a_logout() {
+    let key = SigningKey::generate("k1");
+    let jwks = Jwks::start(&[&key]).await;
+    let up = helpers::Upstream::start("a").await;
+    let routes = limited_route(&up.url(), 64);
+    let gws = spawn_n(2, &routes, &jwks.url, |_| {}).await;
+    let user = claims(Uuid::now_v7(), &["customer"]);
+    let token = key.sign(&user);
+
+    let mut calls = tokio::task::JoinSet::new();
+    for i in 0..200 {
+        let req = gws.client.get(gws.running[i % 2].url("/limited/x")).bearer_auth(&token);
+        calls.spawn(async move { req.send().await.unwrap().status().as_u16() });
+    }
+    let mut statuses = std::collections::BTreeMap::<u16, usize>::new();
+    while let Some(done) = calls.join_next().await {
+        *statuses.entry(done.unwrap()).or_default() += 1;
+    }
+    let passed = statuses.get(&200).copied().unwrap_or(0);
+    // Two gateways × two threads or more, each holding at most a lease of 4.
+    assert!((48..=64).contains(&passed), "{statuses:?}");
+    assert_eq!(passed + statuses.get(&429).copied().unwrap_or(0), 200, "{statuses:?}");
+    assert_eq!(up.hits(), passed);
+
+    // A fresh user takes a lease on the first request; the logout lands
+    // before the second, which must not pass on the leased token.
+    let user = claims(Uuid::now_v7(), &["customer"]);
+    let token = key.sign(&user);
+    let gw = &gws.running[0];
+    let first = gws.client.get(gw.url("/limited/x")).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(first.status(), 200);
+    assert_eq!(first.headers().get("ratelimit-remaining").unwrap(), "63", "leased tokens count as remaining");
+    let mut redis = redis().await;
+    let _: () = redis.set_ex(gws.denylist_key(user["jti"].as_str().unwrap()), 1, 60).await.unwrap();
+    for _ in 0..8 {
+        let res = gws.client.get(gw.url("/limited/x")).bearer_auth(&token).send().await.unwrap();
+        assert_invalid_token(res, "logged out while holding leased tokens").await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn without_redis_the_rate_limit_is_local() {
     let key = SigningKey::generate("k1");
