@@ -220,14 +220,33 @@ pub struct HotPath {
 }
 
 /// One router: the scaffold's `app` for its own paths and every path `hot`
-/// does not claim, `hot.service` for the rest. With `home`, `app`'s requests
-/// run as tasks on that runtime (the process's), wherever they arrived: what
-/// they start (a broker connection, a pooled HTTP connection) then lives as
-/// long as the service, not as long as a shard's runtime.
+/// does not claim, `hot.service` for the rest (see [`dispatch`]).
 pub(crate) fn split(app: Router, hot: HotPath, home: Option<tokio::runtime::Handle>) -> Router {
+    Router::new().fallback_service(dispatch(app, hot, home))
+}
+
+/// The scaffold's `app` for its own paths and every path `hot` does not
+/// claim, `hot.service` for the rest, without a router in front. With
+/// `home`, `app`'s requests run as tasks on that runtime (the process's),
+/// wherever they arrived: what they start (a broker connection, a pooled
+/// HTTP connection) then lives as long as the service, not as long as a
+/// shard's runtime.
+pub(crate) fn dispatch(
+    app: Router,
+    hot: HotPath,
+    home: Option<tokio::runtime::Handle>,
+) -> impl tower::Service<
+    Request,
+    Response = Response,
+    Error = std::convert::Infallible,
+    Future = impl Future<Output = Result<Response, std::convert::Infallible>> + Send + 'static,
+> + Clone
++ Send
++ Sync
++ 'static {
     use futures_util::FutureExt as _;
     use tower::ServiceExt as _;
-    let dispatch = tower::service_fn(move |req: Request| {
+    tower::service_fn(move |req: Request| {
         let path = req.uri().path();
         if !is_scaffold_path(path) && (hot.claims)(path) {
             return hot.service.clone().oneshot(req).left_future();
@@ -251,8 +270,7 @@ pub(crate) fn split(app: Router, hot: HotPath, home: Option<tokio::runtime::Hand
                 .right_future()
             }
         }
-    });
-    Router::new().fallback_service(dispatch)
+    })
 }
 
 /// Sets `Location` on a created resource.
