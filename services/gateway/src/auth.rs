@@ -78,6 +78,14 @@ pub struct VerifierConfig {
     pub min_refetch: Duration,
 }
 
+/// One serving thread's verified tokens.
+#[derive(Default)]
+struct Verified {
+    /// The key set's generation they were verified under.
+    generation: u64,
+    tokens: HashMap<Box<str>, Arc<Claims>>,
+}
+
 /// Verifies access tokens; clones share the key cache.
 #[derive(Clone)]
 pub struct Verifier {
@@ -89,10 +97,14 @@ struct Inner {
     http: reqwest::Client,
     keys: RwLock<HashMap<String, DecodingKey>>,
     /// Tokens already verified (by the whole token text), so a client's
-    /// next requests skip the signature check; emptied whenever the key set
-    /// changes and when it grows past `VERIFIED_CAPACITY`. Expiry is still
-    /// checked on every use, and the denylist in Redis every time.
-    verified: RwLock<HashMap<Box<str>, Arc<Claims>>>,
+    /// next requests skip the signature check: one cache per serving thread
+    /// (they share no lock and no reference count), emptied whenever the
+    /// key set changes (`generation`) and when it grows past
+    /// `VERIFIED_CAPACITY`. Expiry is still checked on every use, and the
+    /// denylist in Redis every time.
+    verified: thread_local::ThreadLocal<std::cell::RefCell<Verified>>,
+    /// Bumped whenever the key set changes.
+    generation: std::sync::atomic::AtomicU64,
     validation: Validation,
     min_refetch: Duration,
     /// When the key set was last fetched (successfully or not); held while
@@ -113,7 +125,8 @@ impl Verifier {
                 jwks_url: cfg.jwks_url,
                 http,
                 keys: RwLock::new(HashMap::new()),
-                verified: RwLock::new(HashMap::new()),
+                verified: thread_local::ThreadLocal::new(),
+                generation: std::sync::atomic::AtomicU64::new(0),
                 validation,
                 min_refetch: cfg.min_refetch,
                 last_fetch: tokio::sync::Mutex::new(None),
@@ -123,19 +136,35 @@ impl Verifier {
 
     /// Checks the token's algorithm, key, signature and claims.
     pub async fn verify(&self, token: &str) -> Result<Arc<Claims>, TokenError> {
-        if let Some(c) = self.inner.verified.read().unwrap_or_else(|p| p.into_inner()).get(token) {
+        if let Some(c) = self.cached(token) {
             if c.exp + self.inner.validation.leeway > jsonwebtoken::get_current_timestamp() {
-                return Ok(c.clone());
+                return Ok(c);
             }
             return Err(TokenError::Expired);
         }
+        let generation = self.inner.generation.load(std::sync::atomic::Ordering::Acquire);
         let claims = Arc::new(self.verify_uncached(token).await?);
-        let mut verified = self.inner.verified.write().unwrap_or_else(|p| p.into_inner());
-        if verified.len() >= VERIFIED_CAPACITY {
-            verified.clear();
+        let mut verified = self.thread_cache().borrow_mut();
+        if verified.generation != generation || verified.tokens.len() >= VERIFIED_CAPACITY {
+            verified.tokens.clear();
+            verified.generation = generation;
         }
-        verified.insert(token.into(), claims.clone());
+        verified.tokens.insert(token.into(), claims.clone());
         Ok(claims)
+    }
+
+    fn thread_cache(&self) -> &std::cell::RefCell<Verified> {
+        self.inner.verified.get_or(Default::default)
+    }
+
+    /// This thread's verified claims of `token`, unless the key set changed
+    /// since.
+    fn cached(&self, token: &str) -> Option<Arc<Claims>> {
+        let verified = self.thread_cache().borrow();
+        if verified.generation != self.inner.generation.load(std::sync::atomic::Ordering::Acquire) {
+            return None;
+        }
+        verified.tokens.get(token).cloned()
     }
 
     async fn verify_uncached(&self, token: &str) -> Result<Claims, TokenError> {
@@ -201,7 +230,7 @@ impl Verifier {
         }
         let n = keys.len();
         *self.inner.keys.write().unwrap_or_else(|p| p.into_inner()) = keys;
-        self.inner.verified.write().unwrap_or_else(|p| p.into_inner()).clear();
+        self.inner.generation.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         metrics::counter!("gateway_jwks_fetches_total").increment(1);
         Ok(n)
     }

@@ -137,28 +137,34 @@ struct RouteMetrics {
 impl RequestMetrics {
     fn record(&self, route: &str, method: &Method, status: StatusCode, elapsed: Duration) {
         let key = (method.clone(), status.as_u16());
-        let cached = {
+        let seconds = elapsed.as_secs_f64();
+        {
+            // Recorded under the read lock: no handle is cloned, so the
+            // serving threads share no reference count.
             let by_route = self.by_route.read().unwrap_or_else(|p| p.into_inner());
-            by_route.get(route).and_then(|m| Some((m.duration.clone(), m.counters.get(&key)?.clone())))
-        };
-        let (duration, counter) = cached.unwrap_or_else(|| {
-            let mut by_route = self.by_route.write().unwrap_or_else(|p| p.into_inner());
-            let m = by_route.entry(route.to_string()).or_insert_with(|| RouteMetrics {
-                duration: metrics::histogram!("gateway_request_duration_seconds", "route" => route.to_string()),
-                counters: HashMap::new(),
-            });
-            let counter = m.counters.entry(key).or_insert_with(|| {
-                metrics::counter!(
-                    "gateway_requests_total",
-                    "route" => route.to_string(),
-                    "method" => method.to_string(),
-                    "status" => status.as_u16().to_string()
-                )
-            });
-            (m.duration.clone(), counter.clone())
+            if let Some(m) = by_route.get(route)
+                && let Some(counter) = m.counters.get(&key)
+            {
+                counter.increment(1);
+                m.duration.record(seconds);
+                return;
+            }
+        }
+        let mut by_route = self.by_route.write().unwrap_or_else(|p| p.into_inner());
+        let m = by_route.entry(route.to_string()).or_insert_with(|| RouteMetrics {
+            duration: metrics::histogram!("gateway_request_duration_seconds", "route" => route.to_string()),
+            counters: HashMap::new(),
+        });
+        let counter = m.counters.entry(key).or_insert_with(|| {
+            metrics::counter!(
+                "gateway_requests_total",
+                "route" => route.to_string(),
+                "method" => method.to_string(),
+                "status" => status.as_u16().to_string()
+            )
         });
         counter.increment(1);
-        duration.record(elapsed.as_secs_f64());
+        m.duration.record(seconds);
     }
 }
 
@@ -217,7 +223,13 @@ async fn handle<'a>(gw: &'a Gateway, req: Request, outcome: &mut Outcome<'a>) ->
         return res;
     }
 
-    let body = match tokio::time::timeout(gw.body_timeout, read_body(body, gw.body_limit, &parts.headers)).await {
+    // Most requests (GET, DELETE) have no body: nothing to wait for.
+    let body = if hyper::body::Body::is_end_stream(&body) {
+        Ok(Ok(Bytes::new()))
+    } else {
+        tokio::time::timeout(gw.body_timeout, read_body(body, gw.body_limit, &parts.headers)).await
+    };
+    let body = match body {
         Ok(Ok(b)) => b,
         Ok(Err(res)) => return *res,
         Err(_) => {
