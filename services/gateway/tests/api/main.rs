@@ -496,6 +496,66 @@ async fn without_redis_the_rate_limit_is_local() {
     assert_eq!(problem(limited).await.0, 429);
 }
 
+/// A Redis of this test's own, stopped when dropped.
+struct PrivateRedis {
+    child: std::process::Child,
+    url: String,
+}
+
+impl PrivateRedis {
+    async fn start() -> PrivateRedis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server on the PATH");
+        let url = format!("redis://127.0.0.1:{port}");
+        let client = redis::Client::open(url.as_str()).unwrap();
+        eventually(10, "the private redis answers", || async { client.get_multiplexed_async_connection().await.ok() })
+            .await;
+        PrivateRedis { child, url }
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// After a Redis restart its scripts are gone (NOSCRIPT): the gateway loads
+/// the rate-limit script again and the limit stays shared, not local.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_rate_limit_survives_redis_losing_its_scripts() {
+    let redis_server = PrivateRedis::start().await;
+    let key = SigningKey::generate("k1");
+    let jwks = Jwks::start(&[&key]).await;
+    let up = helpers::Upstream::start("a").await;
+    let routes = limited_route(&up.url(), 3);
+    let url = redis_server.url.clone();
+    let gw = spawn_n(1, &routes, &jwks.url, |env| {
+        env.set("FEIRA_REDIS_URL", url);
+    })
+    .await;
+    let token = key.sign(&claims(Uuid::now_v7(), &["customer"]));
+    let call = || gw.client.get(gw.url("/limited/x")).bearer_auth(&token).send();
+    let first = call().await.unwrap();
+    assert_eq!(first.headers().get("ratelimit-remaining").unwrap(), "2");
+
+    let mut con =
+        redis::Client::open(redis_server.url.as_str()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let _: () = redis::cmd("SCRIPT").arg("FLUSH").query_async(&mut con).await.unwrap();
+    let second = call().await.unwrap();
+    assert_eq!(second.status(), 200);
+    // Redis's bucket, not the local fallback's (which would say 2).
+    assert_eq!(second.headers().get("ratelimit-remaining").unwrap(), "1");
+    assert_eq!(call().await.unwrap().status(), 200);
+    assert_eq!(call().await.unwrap().status(), 429);
+    assert_eq!(metric(&gw.metrics().await, "gateway_redis_fallbacks_total"), None);
+}
+
 // Upstream failures ----------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread")]
