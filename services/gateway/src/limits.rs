@@ -8,8 +8,11 @@
 //! `<namespace>:gateway:rl:<policy>:<user or ip>`: one theoretical arrival
 //! time per key, expiring when the key is idle. A refused request consumes
 //! nothing. The checks waiting on a serving thread travel together: one
-//! script call carries all of them and applies them in order, each as its
-//! own call would (see [`run_batches`]).
+//! round trip carries all of them, the script applying the bucket checks in
+//! order, each as its own call would (see [`run_batches`]). While a bucket
+//! is at least half full a thread takes a few tokens ahead (a lease, see
+//! [`lease_size`]); its requests on leased tokens ask Redis only for the
+//! denylist, with a plain `MGET` (docs/adr/0020-gateway-hot-path.md).
 //!
 //! When Redis cannot be reached each replica falls back to its own
 //! in-process limiter (governor, same rate and burst: with N replicas the
