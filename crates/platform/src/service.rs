@@ -180,7 +180,8 @@ impl Service {
         let shards = hot.shards;
         let app = self.scaffold(api, openapi);
         if shards == 0 {
-            return self.serve_router(crate::http::split(app, hot, None)).await;
+            let app = Router::new().fallback_service(crate::http::dispatch(app, hot, None));
+            return self.serve_router(app).await;
         }
         let app = crate::http::dispatch(app, hot, Some(tokio::runtime::Handle::current()));
         let finish = self.finish();

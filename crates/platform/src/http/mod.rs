@@ -219,12 +219,6 @@ pub struct HotPath {
     pub shards: usize,
 }
 
-/// One router: the scaffold's `app` for its own paths and every path `hot`
-/// does not claim, `hot.service` for the rest (see [`dispatch`]).
-pub(crate) fn split(app: Router, hot: HotPath, home: Option<tokio::runtime::Handle>) -> Router {
-    Router::new().fallback_service(dispatch(app, hot, home))
-}
-
 /// The scaffold's `app` for its own paths and every path `hot` does not
 /// claim, `hot.service` for the rest, without a router in front. With
 /// `home`, `app`'s requests run as tasks on that runtime (the process's),
