@@ -7,11 +7,12 @@
 //! 2. verifies the bearer token (EdDSA JWT from identity, keys from its
 //!    JWKS; [`auth`]) when the route requires or accepts one, and checks the
 //!    route's roles (401 / 403 problem+json);
-//! 3. in one Redis script checks the token's `jti` against identity's
-//!    denylist and takes a request from the caller's rate limit (per user,
-//!    else per IP; GCRA shared by every replica, local fallback when Redis is
-//!    down; the checks waiting on a thread share one call; [`limits`]) —
-//!    429 with `Retry-After` and `RateLimit-*`;
+//! 3. checks the token's `jti` against identity's denylist and takes a
+//!    request from the caller's rate limit (per user, else per IP; GCRA
+//!    shared by every replica, tokens leased ahead while a bucket is at
+//!    least half full, local fallback when Redis is down; the checks waiting
+//!    on a thread share one Redis round trip; [`limits`]) — 429 with
+//!    `Retry-After` and `RateLimit-*`;
 //! 4. forwards to the route's upstreams in round robin, skipping those whose
 //!    circuit breaker is open, with the route's timeout (504), retrying
 //!    idempotent methods only and within a retry budget ([`budget`]);
