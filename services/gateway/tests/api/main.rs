@@ -357,13 +357,26 @@ fn limited_route(upstream: &str, n: u32) -> String {
     )
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn the_rate_limit_is_shared_by_two_gateways() {
+/// A signing key, its JWKS, an upstream and `replicas` gateways serving
+/// [`limited_route`] with a burst of `n`.
+struct Limited {
+    key: SigningKey,
+    jwks: Jwks,
+    up: helpers::Upstream,
+    gws: Gateways,
+}
+
+async fn limited(n: u32, replicas: usize, configure: impl FnOnce(&mut platform::testing::TestEnv)) -> Limited {
     let key = SigningKey::generate("k1");
     let jwks = Jwks::start(&[&key]).await;
     let up = helpers::Upstream::start("a").await;
-    let routes = limited_route(&up.url(), 3);
-    let gws = spawn_n(2, &routes, &jwks.url, |_| {}).await;
+    let gws = spawn_n(replicas, &limited_route(&up.url(), n), &jwks.url, configure).await;
+    Limited { key, jwks, up, gws }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_rate_limit_is_shared_by_two_gateways() {
+    let Limited { key, jwks: _jwks, up, gws } = limited(3, 2, |_| {}).await;
     let token = key.sign(&claims(Uuid::now_v7(), &["customer"]));
     let call = |i: usize| gws.client.get(gws.running[i].url("/limited/x")).bearer_auth(&token).send();
     let first = call(0).await.unwrap();
@@ -392,11 +405,7 @@ async fn the_rate_limit_is_shared_by_two_gateways() {
 /// → exactly 5 per user pass; a logged-out token in the same crowd never does.
 #[tokio::test(flavor = "multi_thread")]
 async fn concurrent_checks_are_exact_per_user_and_never_let_a_revoked_token_through() {
-    let key = SigningKey::generate("k1");
-    let jwks = Jwks::start(&[&key]).await;
-    let up = helpers::Upstream::start("a").await;
-    let routes = limited_route(&up.url(), 5);
-    let gws = spawn_n(2, &routes, &jwks.url, |_| {}).await;
+    let Limited { key, jwks: _jwks, up, gws } = limited(5, 2, |_| {}).await;
     let users: Vec<String> = (0..3).map(|_| key.sign(&claims(Uuid::now_v7(), &["customer"]))).collect();
     let revoked_claims = claims(Uuid::now_v7(), &["customer"]);
     let revoked = key.sign(&revoked_claims);
@@ -433,11 +442,7 @@ async fn concurrent_checks_are_exact_per_user_and_never_let_a_revoked_token_thro
 /// mid-lease fails on its next request.
 #[tokio::test(flavor = "multi_thread")]
 async fn leased_tokens_never_exceed_the_burst_and_never_outlive_a_logout() {
-    let key = SigningKey::generate("k1");
-    let jwks = Jwks::start(&[&key]).await;
-    let up = helpers::Upstream::start("a").await;
-    let routes = limited_route(&up.url(), 64);
-    let gws = spawn_n(2, &routes, &jwks.url, |_| {}).await;
+    let Limited { key, jwks: _jwks, up, gws } = limited(64, 2, |_| {}).await;
     let user = claims(Uuid::now_v7(), &["customer"]);
     let token = key.sign(&user);
 
@@ -474,12 +479,8 @@ async fn leased_tokens_never_exceed_the_burst_and_never_outlive_a_logout() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn without_redis_the_rate_limit_is_local() {
-    let key = SigningKey::generate("k1");
-    let jwks = Jwks::start(&[&key]).await;
-    let up = helpers::Upstream::start("a").await;
-    let routes = limited_route(&up.url(), 2);
     let dead = dead_address().await.replace("http://", "redis://");
-    let gw = spawn_n(1, &routes, &jwks.url, |env| {
+    let Limited { key, jwks: _jwks, up: _up, gws: gw } = limited(2, 1, |env| {
         env.set("FEIRA_REDIS_URL", dead);
     })
     .await;
@@ -530,12 +531,8 @@ impl Drop for PrivateRedis {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_rate_limit_survives_redis_losing_its_scripts() {
     let redis_server = PrivateRedis::start().await;
-    let key = SigningKey::generate("k1");
-    let jwks = Jwks::start(&[&key]).await;
-    let up = helpers::Upstream::start("a").await;
-    let routes = limited_route(&up.url(), 3);
     let url = redis_server.url.clone();
-    let gw = spawn_n(1, &routes, &jwks.url, |env| {
+    let Limited { key, jwks: _jwks, up: _up, gws: gw } = limited(3, 1, |env| {
         env.set("FEIRA_REDIS_URL", url);
     })
     .await;
