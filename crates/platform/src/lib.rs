@@ -16,6 +16,8 @@
 //! - [`messaging`]: topology, broker handle, outbox + relay, consumer + inbox,
 //!   retries and dead-letter queues, `feira dlq` operations.
 //! - [`resilience`]: circuit breaker, retries with backoff and jitter.
+//! - [`revocations`]: identity's revoked tokens, and the gateways' copies
+//!   of them that answer without a Redis round trip.
 //! - [`service`]: the [`ServiceSpec`](service::ServiceSpec) a service exports
 //!   and the runtime it gets.
 //! - [`testing`]: a database per service and a namespace per test, cleaned up.
@@ -27,6 +29,7 @@ pub mod error;
 pub mod http;
 pub mod messaging;
 pub mod resilience;
+pub mod revocations;
 pub mod service;
 pub mod telemetry;
 pub mod testing;

@@ -7,7 +7,9 @@
 //! 2. verifies the bearer token (EdDSA JWT from identity, keys from its
 //!    JWKS; [`auth`]) when the route requires or accepts one, and checks the
 //!    route's roles (401 / 403 problem+json);
-//! 3. checks the token's `jti` against identity's denylist and takes a
+//! 3. checks the token's `jti` against identity's denylist (this gateway's
+//!    copy of it, kept current over Redis pub/sub, while it is current;
+//!    else Redis; `platform::revocations`) and takes a
 //!    request from the caller's rate limit (per user, else per IP; GCRA
 //!    shared by every replica, tokens leased ahead while a bucket is at
 //!    least half full, local fallback when Redis is down; the checks waiting

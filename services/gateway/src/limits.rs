@@ -1,5 +1,9 @@
 //! Rate limits shared by every gateway replica, and the token denylist, in
-//! one Redis round trip.
+//! one Redis round trip, or none.
+//!
+//! The denylist is answered by this gateway's copy of it
+//! (`platform::revocations`, docs/adr/0021-revocation-copies.md) while the
+//! copy is current; the Redis checks below apply to it only otherwise.
 //!
 //! One Lua script (atomic) first answers whether the token's `jti` is on
 //! identity's denylist (`<namespace>:identity:denylist:<jti>`), then runs
@@ -28,6 +32,8 @@ use std::time::{Duration, Instant};
 use governor::middleware::StateInformationMiddleware;
 use governor::{DefaultKeyedRateLimiter, Quota};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+use platform::revocations::{Names, Revocations};
 
 use crate::routes::Policy;
 
@@ -148,7 +154,9 @@ pub struct Limits {
     shutdown: tokio_util::sync::CancellationToken,
     script: Arc<redis::Script>,
     rate_prefix: String,
-    deny_prefix: String,
+    /// identity's denylist, copied here (see platform::revocations).
+    revocations: Revocations,
+    names: Names,
     local: HashMap<String, Local>,
     deny_fail_closed: bool,
 }
@@ -177,11 +185,12 @@ impl Limits {
         Ok(Limits {
             redis,
             per_thread: thread_local::ThreadLocal::new(),
+            revocations: Revocations::follow(client.clone(), Names::new(namespace), shutdown.clone()),
+            names: Names::new(namespace),
             client,
             shutdown,
             script: Arc::new(redis::Script::new(SCRIPT)),
             rate_prefix: format!("{namespace}:gateway:rl:"),
-            deny_prefix: format!("{namespace}:identity:denylist:"),
             local,
             deny_fail_closed,
         })
@@ -208,11 +217,19 @@ impl Limits {
     /// Checks the denylist for `jti` and takes one request from `caller`'s
     /// bucket of `policy`, whichever apply.
     ///
-    /// The denylist is asked on every request (a logged-out token fails at
-    /// once). The bucket is asked for a lease along with the request's own
-    /// token (see [`lease_size`]); while this thread holds leased tokens of
-    /// the bucket, its requests use them and only the denylist is asked.
+    /// The denylist is checked on every request (a logged-out token fails
+    /// at once): in this gateway's copy while it is current
+    /// (platform::revocations), else in Redis. The bucket is asked for a
+    /// lease along with the request's own token (see [`lease_size`]); while
+    /// this thread holds leased tokens of the bucket, its requests use them,
+    /// and Redis is asked nothing unless the copy is not current.
     pub async fn check(&self, jti: Option<&str>, policy: Option<&Policy>, caller: &str) -> Verdict {
+        // The copy of the denylist answers while it is current; else Redis.
+        let copied = jti.and_then(|j| self.revocations.check(j));
+        if copied == Some(true) {
+            return Verdict { revoked: true, rate: None };
+        }
+        let jti = jti.filter(|_| copied.is_none());
         if jti.is_none() && policy.is_none() {
             return Verdict { revoked: false, rate: None };
         }
@@ -222,7 +239,7 @@ impl Limits {
         if leased.is_some() && jti.is_none() {
             return Verdict { revoked: false, rate: leased };
         }
-        let deny_key = jti.map(|j| format!("{}{j}", self.deny_prefix)).unwrap_or_default();
+        let deny_key = jti.map(|j| self.names.denylist_key(j)).unwrap_or_default();
         let (interval_us, burst, want) = match policy.filter(|_| leased.is_none()) {
             Some(p) => (interval_us(p), p.burst, 1 + lease_size(p)),
             None => (1, 1, 0),

@@ -18,7 +18,8 @@ use axum::routing::{any, get};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use platform::testing::{RedisPrefix, RunningService, TestEnv};
+use platform::revocations::{self, Names, Revoked};
+use platform::testing::{RedisPrefix, RunningService, TestEnv, eventually};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -215,9 +216,42 @@ impl Gateways {
         self.get("/metrics").await.text().await.expect("metrics text")
     }
 
-    /// Redis key of a denylisted (logged-out) token id, as identity writes it.
-    pub fn denylist_key(&self, jti: &str) -> String {
-        format!("{}:identity:denylist:{jti}", self.env.namespace)
+    /// Logs the token `jti` out as identity does (platform::revocations):
+    /// once this returns, no gateway may let it through.
+    pub async fn revoke(&self, jti: &str) -> Revoked {
+        let client = redis::Client::open(self.env.config().redis_url).expect("a redis url");
+        let mut con = client.get_multiplexed_async_connection().await.expect("redis runs");
+        let names = Names::new(&self.env.namespace);
+        revocations::revoke(&client, &mut con, &names, jti, Duration::from_secs(60))
+            .await
+            .expect("the token is revoked")
+    }
+
+    /// How many gateways' copies of the denylist have an open window, as a
+    /// logout sees them (platform::revocations).
+    pub async fn open_copies(&self) -> usize {
+        let client = redis::Client::open(self.env.config().redis_url).expect("a redis url");
+        let mut con = client.get_multiplexed_async_connection().await.expect("redis runs");
+        let (secs, micros): (u64, u64) = redis::cmd("TIME").query_async(&mut con).await.expect("TIME");
+        let now_ms = secs * 1000 + micros / 1000;
+        let copies = format!("{}:identity:copies", self.env.namespace);
+        redis::cmd("ZCOUNT")
+            .arg(copies)
+            .arg(format!("({now_ms}"))
+            .arg("+inf")
+            .query_async(&mut con)
+            .await
+            .expect("ZCOUNT")
+    }
+
+    /// Waits until all the gateways' copies of the denylist have registered
+    /// a window (each is current from its PING's answer, a moment later).
+    pub async fn copies_current(&self) {
+        let n = self.running.len();
+        eventually(10, "every gateway's denylist copy is current", || async {
+            (self.open_copies().await == n).then_some(())
+        })
+        .await;
     }
 }
 
@@ -269,12 +303,6 @@ pub async fn problem(res: reqwest::Response) -> (u16, String, Value) {
     assert_eq!(ct, "application/problem+json", "status {status}");
     let body: Value = res.json().await.expect("a problem body");
     (status, body["type"].as_str().unwrap_or_default().to_string(), body)
-}
-
-/// A Redis connection on the test's Redis.
-pub async fn redis() -> redis::aio::MultiplexedConnection {
-    let url = std::env::var("FEIRA_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_string());
-    redis::Client::open(url).expect("a redis url").get_multiplexed_async_connection().await.expect("redis runs")
 }
 
 pub fn b64(bytes: &[u8]) -> String {

@@ -10,7 +10,6 @@ use std::sync::Arc;
 use helpers::*;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use platform::testing::eventually;
-use redis::AsyncCommands as _;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -165,9 +164,83 @@ async fn a_logged_out_token_is_refused() {
     let c = claims(Uuid::now_v7(), &["customer"]);
     let token = s.key.sign(&c);
     assert_eq!(s.call("/private/x", Some(&token)).await.status(), 200);
-    let mut redis = redis().await;
-    let _: () = redis.set_ex(s.gw.denylist_key(c["jti"].as_str().unwrap()), 1, 60).await.unwrap();
+    s.gw.revoke(c["jti"].as_str().unwrap()).await;
     assert_invalid_token(s.call("/private/x", Some(&token)).await, "denylisted jti").await;
+}
+
+/// A logout returns once every gateway's copy of the denylist holds the
+/// token (docs/adr/0021): two gateways acknowledge it, both refuse it on
+/// the very next request, and while a copy is current a route without a
+/// rate limit checks tokens without any Redis round trip.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_logout_reaches_every_gateways_copy_before_it_returns() {
+    let key = SigningKey::generate("k1");
+    let jwks = Jwks::start(&[&key]).await;
+    let up = helpers::Upstream::start("a").await;
+    let mut gws = spawn_n(2, &routes(&up.url()), &jwks.url, |_| {}).await;
+    gws.copies_current().await;
+    eventually(10, "the copy reports current", || async {
+        (metric(&gws.metrics().await, "revocations_copy_current") == Some(1.0)).then_some(())
+    })
+    .await;
+    let admin = claims(Uuid::now_v7(), &["admin"]);
+    let token = key.sign(&admin);
+    let call = |gws: &Gateways, i: usize| gws.client.get(gws.running[i].url("/admin/x")).bearer_auth(&token).send();
+    for i in [0, 1, 0, 1] {
+        assert_eq!(call(&gws, i).await.unwrap().status(), 200);
+    }
+    assert_eq!(
+        metric(&gws.metrics().await, "gateway_redis_batch_size_count"),
+        None,
+        "no Redis round trip for the denylist while the copy is current"
+    );
+
+    let revoked = gws.revoke(admin["jti"].as_str().unwrap()).await;
+    assert_eq!((revoked.acknowledged, revoked.waited_out), (2, 0));
+    assert_invalid_token(call(&gws, 0).await.unwrap(), "logged out, first gateway").await;
+    assert_invalid_token(call(&gws, 1).await.unwrap(), "logged out, second gateway").await;
+
+    // A gateway started after the logout loads the denylist before it
+    // trusts its copy.
+    let third = gws.env.spawn(&gateway::SPEC).await.unwrap();
+    gws.running.push(third);
+    gws.copies_current().await;
+    assert_invalid_token(call(&gws, 2).await.unwrap(), "logged out before this gateway started").await;
+}
+
+/// A copy whose subscription died without its noticing never acknowledges:
+/// the logout waits its window out (at most 500 ms), so the token still
+/// fails at once; the copy reconnects, loads what it missed and
+/// acknowledges again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_logout_while_a_copy_lost_its_subscription_still_fails_at_once() {
+    let redis_server = PrivateRedis::start().await;
+    let url = redis_server.url.clone();
+    let key = SigningKey::generate("k1");
+    let jwks = Jwks::start(&[&key]).await;
+    let up = helpers::Upstream::start("a").await;
+    let gw = spawn_n(1, &routes(&up.url()), &jwks.url, |env| {
+        env.set("FEIRA_REDIS_URL", url);
+    })
+    .await;
+    gw.copies_current().await;
+    let user = claims(Uuid::now_v7(), &["admin"]);
+    let token = key.sign(&user);
+    let call = || gw.client.get(gw.url("/admin/x")).bearer_auth(&token).send();
+    assert_eq!(call().await.unwrap().status(), 200);
+
+    let mut con =
+        redis::Client::open(redis_server.url.as_str()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let killed: u64 = redis::cmd("CLIENT").arg("KILL").arg("TYPE").arg("pubsub").query_async(&mut con).await.unwrap();
+    assert_eq!(killed, 1);
+    let revoked = gw.revoke(user["jti"].as_str().unwrap()).await;
+    assert_eq!(revoked.acknowledged, 0, "{revoked:?}");
+    assert_invalid_token(call().await.unwrap(), "logged out while the copy was cut off").await;
+
+    gw.copies_current().await;
+    assert_invalid_token(call().await.unwrap(), "the reconnected copy loaded the missed logout").await;
+    let other = claims(Uuid::now_v7(), &["admin"]);
+    assert_eq!(gw.revoke(other["jti"].as_str().unwrap()).await.acknowledged, 1);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -409,8 +482,7 @@ async fn concurrent_checks_are_exact_per_user_and_never_let_a_revoked_token_thro
     let users: Vec<String> = (0..3).map(|_| key.sign(&claims(Uuid::now_v7(), &["customer"]))).collect();
     let revoked_claims = claims(Uuid::now_v7(), &["customer"]);
     let revoked = key.sign(&revoked_claims);
-    let mut redis = redis().await;
-    let _: () = redis.set_ex(gws.denylist_key(revoked_claims["jti"].as_str().unwrap()), 1, 60).await.unwrap();
+    gws.revoke(revoked_claims["jti"].as_str().unwrap()).await;
 
     let mut calls = tokio::task::JoinSet::new();
     for i in 0..40 {
@@ -469,8 +541,7 @@ async fn leased_tokens_never_exceed_the_burst_and_never_outlive_a_logout() {
     let first = gws.client.get(gw.url("/limited/x")).bearer_auth(&token).send().await.unwrap();
     assert_eq!(first.status(), 200);
     assert_eq!(first.headers().get("ratelimit-remaining").unwrap(), "63", "leased tokens count as remaining");
-    let mut redis = redis().await;
-    let _: () = redis.set_ex(gws.denylist_key(user["jti"].as_str().unwrap()), 1, 60).await.unwrap();
+    gws.revoke(user["jti"].as_str().unwrap()).await;
     for _ in 0..8 {
         let res = gws.client.get(gw.url("/limited/x")).bearer_auth(&token).send().await.unwrap();
         assert_invalid_token(res, "logged out while holding leased tokens").await;

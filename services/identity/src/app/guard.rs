@@ -10,11 +10,14 @@
 //! - `login-failures:ip:<client ip>`: failed logins from one client IP, same
 //!   window; not reset by a success.
 //! - `denylist:<jti>`: `"1"` for a logged-out access token, expiring when the
-//!   token does. The gateway checks exactly this key.
+//!   token does. The gateway checks exactly this key, or its copy of the
+//!   denylist kept current through `revocations`, `revocations:<jti>` and
+//!   `copies` (see `platform::revocations`).
 
 use std::net::IpAddr;
 use std::time::Duration;
 
+use platform::revocations;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use sha2::{Digest, Sha256};
 use tokio::sync::OnceCell;
@@ -39,6 +42,7 @@ pub struct Guard {
     client: redis::Client,
     conn: std::sync::Arc<OnceCell<ConnectionManager>>,
     prefix: String,
+    names: revocations::Names,
     limits: Limits,
 }
 
@@ -48,12 +52,13 @@ fn unavailable(e: impl std::fmt::Display) -> IdentityError {
 
 impl Guard {
     pub fn new(url: &str, prefix: String, limits: Limits) -> anyhow::Result<Guard> {
-        Ok(Guard { client: redis::Client::open(url)?, conn: Default::default(), prefix, limits })
+        let names = revocations::Names::with_prefix(prefix.clone());
+        Ok(Guard { client: redis::Client::open(url)?, conn: Default::default(), prefix, names, limits })
     }
 
     /// The denylist key of a token id (the gateway's contract).
     pub fn denylist_key(&self, jti: Uuid) -> String {
-        format!("{}denylist:{jti}", self.prefix)
+        self.names.denylist_key(&jti.to_string())
     }
 
     fn account_key(&self, email: &str) -> String {
@@ -136,11 +141,21 @@ impl Guard {
         self.query::<()>(&pipe).await
     }
 
-    /// Denylists an access token until it expires.
+    /// Denylists an access token until it expires, and returns once no
+    /// gateway lets it through any more: the gateways' copies of the
+    /// denylist have acknowledged it, or stopped trusting themselves
+    /// (platform::revocations; at most 500 ms when a copy fails).
     pub async fn deny(&self, jti: Uuid, ttl_secs: u64) -> Result<(), IdentityError> {
-        let mut pipe = redis::pipe();
-        pipe.set_ex(self.denylist_key(jti), "1", ttl_secs.max(1)).ignore();
-        self.query::<()>(&pipe).await
+        let mut conn = self.conn().await?;
+        let jti = jti.to_string();
+        let ttl = Duration::from_secs(ttl_secs.max(1));
+        let revoke = revocations::revoke(&self.client, &mut conn, &self.names, &jti, ttl);
+        let waited = tokio::time::timeout(TIMEOUT + revocations::FRESH * 2, revoke)
+            .await
+            .map_err(|_| unavailable("revocation not confirmed within 2 s"))?
+            .map_err(unavailable)?;
+        tracing::debug!(acknowledged = waited.acknowledged, waited_out = waited.waited_out, "token revoked");
+        Ok(())
     }
 
     pub async fn is_denied(&self, jti: Uuid) -> Result<bool, IdentityError> {

@@ -1,0 +1,387 @@
+//! Revoked access tokens (identity's denylist), known to every gateway
+//! without a Redis round trip per request, and still failing at once after
+//! a logout (docs/adr/0021-revocation-copies.md).
+//!
+//! - identity revokes a token with [`revoke`]: one script writes the key
+//!   `<ns>:identity:denylist:<jti>` (expiring with the token), publishes the
+//!   token id on `<ns>:identity:revocations`, and reads which gateway copies
+//!   are current; then the logout waits until each of them has acknowledged
+//!   the token or has stopped trusting itself, whichever comes first.
+//! - Each gateway keeps a [`Revocations`] copy: filled from the keys at
+//!   start, kept up to date from the channel, each token acknowledged (its
+//!   copy's id pushed on `<ns>:identity:revocations:<jti>`) once applied.
+//!
+//! # When a copy trusts itself
+//! A copy is *current* until [`FRESH`] after the moment it last opened a
+//! window: every 100 ms it registers in the sorted set
+//! `<ns>:identity:copies` (member: its id, score: Redis's clock plus
+//! `FRESH`, in milliseconds), then sends a PING on its subscription, and
+//! once the answer is back and every message that arrived before it is
+//! applied, it is current until `FRESH` after it started. Redis sends a
+//! connection's messages and replies in order, so everything published
+//! before the PING is in the copy. While it is not current,
+//! [`Revocations::check`] answers `None` and the caller asks Redis itself.
+//!
+//! Why a logged-out token can never pass a current copy: the revoke script
+//! runs at one instant T. A copy that registered before T and whose window
+//! is still open is in the set [`revoke`] reads: the logout waits for its
+//! acknowledgement, or, if none comes (its subscription died without its
+//! knowing, it is stuck), until its window has closed. A copy that
+//! registers after T pings after T, so it holds the token (it got the
+//! message, or it subscribed after T and loaded the key) before its new
+//! window opens. A logout therefore waits at most `FRESH` (500 ms), and
+//! only when a copy fails; normally a few hundred microseconds.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use futures_util::{FutureExt, StreamExt};
+use tokio_util::sync::CancellationToken;
+
+/// How long a copy trusts itself after opening a window.
+pub const FRESH: Duration = Duration::from_millis(500);
+/// How often a copy opens a new window.
+const WINDOW_EVERY: Duration = Duration::from_millis(100);
+/// Bound of a copy's Redis calls: a copy that cannot renew in time lets its
+/// window close.
+const CALL_TIMEOUT: Duration = Duration::from_millis(250);
+/// Bound of connecting to Redis.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// A denylist key without an expiry (identity always sets one) is kept this
+/// long.
+const NO_EXPIRY: Duration = Duration::from_secs(24 * 3600);
+
+/// Redis names of identity's denylist in one namespace.
+#[derive(Debug, Clone)]
+pub struct Names {
+    /// `<namespace>:identity:`.
+    prefix: String,
+}
+
+impl Names {
+    pub fn new(namespace: &str) -> Names {
+        Names::with_prefix(format!("{namespace}:identity:"))
+    }
+
+    /// `prefix` is identity's key prefix, `<namespace>:identity:`.
+    pub fn with_prefix(prefix: String) -> Names {
+        Names { prefix }
+    }
+
+    /// The key that marks the token `jti` as revoked.
+    pub fn denylist_key(&self, jti: &str) -> String {
+        format!("{}denylist:{jti}", self.prefix)
+    }
+
+    fn channel(&self) -> String {
+        format!("{}revocations", self.prefix)
+    }
+
+    fn acks(&self, jti: &str) -> String {
+        format!("{}revocations:{jti}", self.prefix)
+    }
+
+    fn copies(&self) -> String {
+        format!("{}copies", self.prefix)
+    }
+}
+
+/// Marks the token, publishes it, and answers the copies whose window is
+/// open with the milliseconds it stays open.
+const REVOKE: &str = r"
+redis.call('SET', KEYS[1], '1', 'EX', ARGV[1])
+redis.call('PUBLISH', KEYS[2], ARGV[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+local open = redis.call('ZRANGEBYSCORE', KEYS[3], '(' .. now, '+inf', 'WITHSCORES')
+local out = {}
+for i = 1, #open, 2 do
+  out[#out + 1] = open[i]
+  out[#out + 1] = tonumber(open[i + 1]) - now
+end
+return out
+";
+
+/// Opens a copy's window: its id with Redis's clock plus `ARGV[2]` ms.
+const REGISTER: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+return now
+";
+
+/// What a revocation waited for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Revoked {
+    /// Current copies that acknowledged the token.
+    pub acknowledged: usize,
+    /// Current copies that did not, whose windows the call waited out.
+    pub waited_out: usize,
+}
+
+/// Revokes the token `jti` for `ttl` (until it expires): from the moment
+/// this returns, no gateway lets it through (see the module's doc).
+/// `con` runs the script; a separate connection of `client` waits for the
+/// acknowledgements (a blocking pop).
+pub async fn revoke(
+    client: &redis::Client,
+    con: &mut impl redis::aio::ConnectionLike,
+    names: &Names,
+    jti: &str,
+    ttl: Duration,
+) -> redis::RedisResult<Revoked> {
+    let open: Vec<(String, u64)> = redis::Script::new(REVOKE)
+        .key(names.denylist_key(jti))
+        .key(names.channel())
+        .key(names.copies())
+        .arg(ttl.as_secs().max(1))
+        .arg(format!("{jti} {}", ttl.as_millis().max(1)))
+        .invoke_async(con)
+        .await?;
+    let started = Instant::now();
+    let Some(longest) = open.iter().map(|(_, ms)| *ms).max() else {
+        return Ok(Revoked::default());
+    };
+    let deadline = started + Duration::from_millis(longest);
+    let mut waiting: HashSet<String> = open.into_iter().map(|(id, _)| id).collect();
+    let copies = waiting.len();
+    let acks = names.acks(jti);
+    let config =
+        redis::AsyncConnectionConfig::new().set_connection_timeout(Some(FRESH)).set_response_timeout(Some(FRESH * 2));
+    match client.get_multiplexed_async_connection_with_config(&config).await {
+        Ok(mut waiter) => {
+            while !waiting.is_empty() {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                // BLPOP's timeout is in seconds; 0 would block for ever.
+                let popped: RedisPop =
+                    redis::cmd("BLPOP").arg(&acks).arg(left.as_secs_f64().max(0.001)).query_async(&mut waiter).await;
+                match popped {
+                    Ok(Some((_, id))) => {
+                        waiting.remove(&id);
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "waiting for revocation acknowledgements failed");
+                        break;
+                    }
+                }
+            }
+            let _: redis::RedisResult<()> = redis::cmd("DEL").arg(&acks).query_async(&mut waiter).await;
+        }
+        Err(e) => tracing::warn!(error = %e, "no connection to wait for revocation acknowledgements"),
+    }
+    if !waiting.is_empty() {
+        // A copy that did not answer may still trust itself until its
+        // window closes: wait that out.
+        tokio::time::sleep_until(deadline.into()).await;
+        metrics::counter!("revocations_waited_out_total").increment(waiting.len() as u64);
+        tracing::warn!(copies = ?waiting, "gateway copies did not acknowledge a revocation; waited their windows out");
+    }
+    Ok(Revoked { acknowledged: copies - waiting.len(), waited_out: waiting.len() })
+}
+
+type RedisPop = redis::RedisResult<Option<(String, String)>>;
+
+/// A gateway's copy of the revoked tokens. Cheap to clone.
+#[derive(Clone)]
+pub struct Revocations {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    epoch: Instant,
+    /// Nanoseconds after `epoch` until which the copy is current; 0: not.
+    current_until: AtomicU64,
+    /// Revoked token ids and when they expire.
+    tokens: RwLock<HashMap<Box<str>, Instant>>,
+}
+
+impl Inner {
+    fn nanos(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.epoch).as_nanos() as u64
+    }
+}
+
+impl Revocations {
+    /// Starts following identity's revocations on `client` until `stop`.
+    /// The copy is not current until it has loaded the denylist and opened
+    /// its first window.
+    pub fn follow(client: redis::Client, names: Names, stop: CancellationToken) -> Revocations {
+        let inner = Arc::new(Inner {
+            epoch: Instant::now(),
+            current_until: AtomicU64::new(0),
+            tokens: RwLock::new(HashMap::new()),
+        });
+        tokio::spawn(follow(inner.clone(), client, names, stop));
+        Revocations { inner }
+    }
+
+    /// Whether the token `jti` is revoked, when the copy is current; `None`
+    /// when it is not, and Redis must be asked.
+    pub fn check(&self, jti: &str) -> Option<bool> {
+        let until = self.inner.current_until.load(Ordering::Acquire);
+        if self.inner.nanos(Instant::now()) >= until {
+            return None;
+        }
+        Some(self.inner.tokens.read().unwrap_or_else(|p| p.into_inner()).contains_key(jti))
+    }
+
+    /// Whether the copy is current now.
+    pub fn is_current(&self) -> bool {
+        self.inner.nanos(Instant::now()) < self.inner.current_until.load(Ordering::Acquire)
+    }
+}
+
+async fn follow(inner: Arc<Inner>, client: redis::Client, names: Names, stop: CancellationToken) {
+    let id = uuid::Uuid::now_v7().to_string();
+    let current = metrics::gauge!("revocations_copy_current");
+    loop {
+        let result = tokio::select! {
+            r = follow_once(&inner, &client, &names, &id, &stop) => r,
+            _ = stop.cancelled() => Ok(()),
+        };
+        inner.current_until.store(0, Ordering::Release);
+        current.set(0.0);
+        if stop.is_cancelled() {
+            return;
+        }
+        if let Err(e) = result {
+            tracing::warn!(
+                error = format!("{e:#}"),
+                "revocation copy interrupted; tokens are checked in redis meanwhile"
+            );
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
+
+/// One subscription, from connecting until it fails.
+async fn follow_once(
+    inner: &Inner,
+    client: &redis::Client,
+    names: &Names,
+    id: &str,
+    stop: &CancellationToken,
+) -> anyhow::Result<()> {
+    let (mut sink, mut stream) = bounded(CONNECT_TIMEOUT, client.get_async_pubsub()).await?.split();
+    bounded(CALL_TIMEOUT, sink.subscribe(names.channel())).await?;
+    let mut con = bounded(CONNECT_TIMEOUT, client.get_multiplexed_async_connection()).await?;
+    load(inner, &mut con, names).await?;
+    let register = redis::Script::new(REGISTER);
+    let current = metrics::gauge!("revocations_copy_current");
+    let size = metrics::gauge!("revocations_copy_tokens");
+    let mut tick = tokio::time::interval(WINDOW_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut pruned = Instant::now();
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => {
+                // Logouts need not wait for this copy's window any more.
+                let _: redis::RedisResult<()> =
+                    redis::cmd("ZREM").arg(names.copies()).arg(id).query_async(&mut con).await;
+                return Ok(());
+            }
+            msg = stream.next() => {
+                let msg = msg.ok_or_else(|| anyhow::anyhow!("the subscription was closed"))?;
+                apply(inner, &mut con, names, id, &msg).await?;
+            }
+            _ = tick.tick() => {
+                let opened = Instant::now();
+                bounded(CALL_TIMEOUT, register.key(names.copies()).arg(id).arg(FRESH.as_millis() as u64).invoke_async::<i64>(&mut con))
+                    .await?;
+                bounded(CALL_TIMEOUT, sink.ping::<redis::Value>()).await?;
+                // Whatever arrived before the answer is queued by now.
+                while let Some(next) = stream.next().now_or_never() {
+                    let msg = next.ok_or_else(|| anyhow::anyhow!("the subscription was closed"))?;
+                    apply(inner, &mut con, names, id, &msg).await?;
+                }
+                inner.current_until.store(inner.nanos(opened + FRESH), Ordering::Release);
+                current.set(1.0);
+                if pruned.elapsed() > Duration::from_secs(10) {
+                    pruned = Instant::now();
+                    let mut tokens = inner.tokens.write().unwrap_or_else(|p| p.into_inner());
+                    tokens.retain(|_, expires| *expires > pruned);
+                    size.set(tokens.len() as f64);
+                }
+            }
+        }
+    }
+}
+
+/// Adds every denylisted token in Redis to the copy (entries already there
+/// stay: a token is never un-revoked).
+async fn load(inner: &Inner, con: &mut redis::aio::MultiplexedConnection, names: &Names) -> anyhow::Result<()> {
+    let pattern = names.denylist_key("*");
+    let strip = pattern.len() - 1;
+    let mut cursor: u64 = 0;
+    loop {
+        let (next, keys): (u64, Vec<String>) = bounded(
+            CALL_TIMEOUT,
+            redis::cmd("SCAN").arg(cursor).arg("MATCH").arg(&pattern).arg("COUNT").arg(1000).query_async(con),
+        )
+        .await?;
+        if !keys.is_empty() {
+            let mut pipe = redis::pipe();
+            for key in &keys {
+                pipe.cmd("PTTL").arg(key);
+            }
+            let ttls: Vec<i64> = bounded(CALL_TIMEOUT, pipe.query_async(con)).await?;
+            let now = Instant::now();
+            let mut tokens = inner.tokens.write().unwrap_or_else(|p| p.into_inner());
+            for (key, ttl) in keys.iter().zip(ttls) {
+                let expires = match ttl {
+                    -2 => continue,
+                    -1 => now + NO_EXPIRY,
+                    ms => now + Duration::from_millis(ms.max(0) as u64),
+                };
+                tokens.insert(key[strip..].into(), expires);
+            }
+        }
+        if next == 0 {
+            return Ok(());
+        }
+        cursor = next;
+    }
+}
+
+/// Adds a published token to the copy, then acknowledges it.
+async fn apply(
+    inner: &Inner,
+    con: &mut redis::aio::MultiplexedConnection,
+    names: &Names,
+    id: &str,
+    msg: &redis::Msg,
+) -> anyhow::Result<()> {
+    let payload: String = msg.get_payload()?;
+    let Some((jti, ttl_ms)) = payload.split_once(' ').and_then(|(j, t)| Some((j, t.parse::<u64>().ok()?))) else {
+        tracing::warn!(payload, "unreadable revocation message ignored");
+        return Ok(());
+    };
+    let expires = Instant::now() + Duration::from_millis(ttl_ms);
+    inner.tokens.write().unwrap_or_else(|p| p.into_inner()).insert(jti.into(), expires);
+    let acks = names.acks(jti);
+    let mut pipe = redis::pipe();
+    pipe.rpush(&acks, id).ignore().pexpire(&acks, 10_000).ignore();
+    bounded(CALL_TIMEOUT, pipe.query_async::<()>(con)).await?;
+    Ok(())
+}
+
+/// `call` within `limit`.
+async fn bounded<T>(
+    limit: Duration,
+    call: impl std::future::Future<Output = redis::RedisResult<T>>,
+) -> anyhow::Result<T> {
+    match tokio::time::timeout(limit, call).await {
+        Ok(result) => Ok(result?),
+        Err(_) => anyhow::bail!("redis did not answer within {limit:?}"),
+    }
+}
