@@ -37,65 +37,54 @@ use platform::revocations::{Names, Revocations};
 
 use crate::routes::Policy;
 
-/// A batch of checks, applied in order as if each were its own call: for
-/// check `i` (from 0), `KEYS[2i+1]` is its rate-limit key and `KEYS[2i+2]`
-/// its denylist key (or ""); `ARGV[3i+1]` the emission interval in
-/// microseconds, `ARGV[3i+2]` the burst, `ARGV[3i+3]` how many tokens the
-/// caller would like (1, or 1 plus a lease). Returns five numbers per check:
-/// `verdict, remaining, retry_after_us, reset_us, granted`, where verdict is
-/// 1 allowed, 0 limited, -1 revoked. More than one token is granted only
-/// while the bucket stays at least half full; below that every request
-/// takes its own token, exactly.
+/// A batch of checks grouped by bucket, applied in order as if each were its
+/// own call. For each group: `KEYS` holds its rate-limit key, then the
+/// denylist key of each of its checks (or ""); `ARGV` holds the emission
+/// interval in microseconds, the burst, the number of checks and the tokens
+/// wanted ahead (a lease, or 0). Returns, per group, `avail` (tokens in the
+/// bucket before the batch), `leased` (tokens granted ahead),
+/// `retry_after_us` and `reset_us` (after the batch), then one verdict per
+/// check: 1 allowed, 0 limited, -1 revoked. A revoked or limited check
+/// takes nothing. Tokens are leased only while the bucket stays at least
+/// half full; below that every request takes its own token, exactly.
 const SCRIPT: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local out = {}
--- Within a batch a key is read once and written once: the same caller's
--- checks see each other's effect through these tables, as sequential calls
--- would through Redis.
-local revoked, tats, taken = {}, {}, {}
-local n = 0
-local function answer(a, b, c, d, e)
-  out[n + 1], out[n + 2], out[n + 3], out[n + 4], out[n + 5] = a, b, c, d, e
-  n = n + 5
-end
-for i = 1, #KEYS / 2 do
-  local rate_key, deny_key = KEYS[2 * i - 1], KEYS[2 * i]
-  local is_revoked = false
-  if deny_key ~= "" then
-    is_revoked = revoked[deny_key]
-    if is_revoked == nil then
-      is_revoked = redis.call('EXISTS', deny_key) == 1
-      revoked[deny_key] = is_revoked
-    end
-  end
-  if is_revoked then
-    answer(-1, 0, 0, 0, 0)
-  else
-    local interval = tonumber(ARGV[3 * i - 2])
-    local burst = tonumber(ARGV[3 * i - 1])
-    local want = tonumber(ARGV[3 * i])
-    local tat = tats[rate_key]
-    if tat == nil then tat = tonumber(redis.call('GET', rate_key) or now) end
-    if tat < now then tat = now end
-    -- Tokens in the bucket now.
-    local avail = math.floor((now - tat) / interval) + burst
-    if avail < 1 then
-      tats[rate_key] = tat
-      answer(0, 0, tat + interval - burst * interval - now, tat - now, 0)
+local k, a = 1, 1
+while a <= #ARGV do
+  local rate_key = KEYS[k]
+  local interval, burst = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
+  local checks, lease = tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
+  a = a + 4
+  local tat = tonumber(redis.call('GET', rate_key) or now)
+  if tat < now then tat = now end
+  local avail = math.floor((now - tat) / interval) + burst
+  local verdicts, passes = {}, 0
+  for i = 1, checks do
+    local deny_key = KEYS[k + i]
+    if deny_key ~= "" and redis.call('EXISTS', deny_key) == 1 then
+      verdicts[i] = -1
+    elseif passes < avail then
+      passes = passes + 1
+      verdicts[i] = 1
     else
-      local grant = 1
-      if want > 1 and avail - want >= burst / 2 then grant = want end
-      local new_tat = tat + grant * interval
-      tats[rate_key] = new_tat
-      taken[rate_key] = true
-      answer(1, avail - grant, 0, new_tat - now, grant)
+      verdicts[i] = 0
     end
   end
-end
-for key in pairs(taken) do
-  local tat = tats[key]
-  redis.call('SET', key, string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000) + 1)
+  k = k + 1 + checks
+  local leased = 0
+  if lease > 0 and avail - passes - lease >= burst / 2 then leased = lease end
+  local taken = passes + leased
+  local new_tat = tat + taken * interval
+  if taken > 0 then
+    redis.call('SET', rate_key, string.format('%.0f', new_tat), 'PX', math.ceil((new_tat - now) / 1000) + 1)
+  end
+  out[#out + 1] = avail
+  out[#out + 1] = leased
+  out[#out + 1] = new_tat + interval - burst * interval - now
+  out[#out + 1] = new_tat - now
+  for i = 1, checks do out[#out + 1] = verdicts[i] end
 end
 return out
 "#;
@@ -116,6 +105,9 @@ struct Lease {
     remaining: u32,
     reset_secs: u64,
     until: Instant,
+    /// More were asked for and have not come (or were refused: then no
+    /// more are asked for until these run out).
+    renewing: bool,
 }
 
 /// The most checks sent in one script call.
@@ -209,8 +201,9 @@ impl Limits {
             let own = Arc::new(OnceLock::new());
             tokio::spawn(connect(self.client.clone(), own.clone(), self.shutdown.clone()));
             let (jobs, queue) = tokio::sync::mpsc::unbounded_channel();
-            tokio::spawn(run_batches(queue, own, self.redis.clone(), self.script.clone()));
-            Batcher { jobs, leases: Mutex::new(HashMap::new()) }
+            let leases = Leases::default();
+            tokio::spawn(run_batches(queue, own, self.redis.clone(), self.script.clone(), leases.clone()));
+            Batcher { jobs, leases }
         })
     }
 
@@ -235,53 +228,35 @@ impl Limits {
         }
         let batcher = self.batcher();
         let rate_key = policy.map(|p| format!("{}{}:{caller}", self.rate_prefix, p.name));
-        let leased = policy.zip(rate_key.as_deref()).and_then(|(p, key)| batcher.take_leased(key, p));
+        let leased = match policy.zip(rate_key.as_deref()) {
+            Some((p, key)) => batcher.take_leased(key, p),
+            None => None,
+        };
         if leased.is_some() && jti.is_none() {
             return Verdict { revoked: false, rate: leased };
         }
         let deny_key = jti.map(|j| self.names.denylist_key(j)).unwrap_or_default();
-        let (interval_us, burst, want) = match policy.filter(|_| leased.is_none()) {
-            Some(p) => (interval_us(p), p.burst, 1 + lease_size(p)),
-            None => (1, 1, 0),
-        };
         let (reply, answer) = tokio::sync::oneshot::channel();
-        let asks_bucket = want > 0;
-        let job = Job {
-            rate_key: if asks_bucket { rate_key.clone().unwrap_or_default() } else { String::new() },
-            deny_key,
-            interval_us,
-            burst,
-            want,
-            reply,
+        let job = match policy.filter(|_| leased.is_none()).zip(rate_key.clone()) {
+            Some((p, rate_key)) => Job::take(rate_key, p, deny_key, reply),
+            None => Job { deny_key, reply: Some(reply), ..Job::default() },
         };
         if batcher.jobs.send(job).is_ok()
-            && let Ok(Ok([verdict, remaining, retry_after_us, reset_us, granted])) = answer.await
+            && let Ok(Ok(answer)) = answer.await
         {
-            if verdict < 0 {
-                return Verdict { revoked: true, rate: None };
-            }
-            if !asks_bucket {
-                return Verdict { revoked: false, rate: leased };
-            }
-            let mut remaining = remaining.max(0) as u32;
-            let reset_secs = secs_ceil(reset_us);
-            if granted > 1
-                && let Some(key) = rate_key
-            {
-                batcher.lease(key, granted as u32 - 1, remaining, reset_secs);
-                // The caller may still send what the bucket holds plus what
-                // this thread took ahead.
-                remaining = remaining.saturating_add(granted as u32 - 1);
-            }
-            return Verdict {
-                revoked: false,
-                rate: policy.map(|p| Rate {
-                    allowed: verdict == 1,
-                    limit: p.burst,
-                    remaining: Some(remaining),
-                    reset_secs,
-                    retry_after_secs: secs_ceil(retry_after_us).max(u64::from(verdict == 0)),
-                }),
+            return match answer {
+                Answer::Revoked => Verdict { revoked: true, rate: None },
+                Answer::NotRevoked => Verdict { revoked: false, rate: leased },
+                Answer::Rate { allowed, remaining, retry_after_us, reset_us } => Verdict {
+                    revoked: false,
+                    rate: policy.map(|p| Rate {
+                        allowed,
+                        limit: p.burst,
+                        remaining: Some(remaining),
+                        reset_secs: secs_ceil(reset_us),
+                        retry_after_secs: if allowed { 0 } else { secs_ceil(retry_after_us).max(1) },
+                    }),
+                },
             };
         }
         // Redis was unavailable (or the batcher stopped): the local limiter.
@@ -314,7 +289,8 @@ impl Limits {
     }
 }
 
-/// One check waiting for Redis.
+/// One check waiting for Redis, or a lease renewal.
+#[derive(Default)]
 struct Job {
     /// "" when the bucket is not asked (a leased token, or no rate limit).
     rate_key: String,
@@ -322,23 +298,65 @@ struct Job {
     deny_key: String,
     interval_us: u64,
     burst: u32,
-    /// Tokens wanted: 1 plus the lease; 0 when the bucket is not asked.
-    want: u32,
-    reply: tokio::sync::oneshot::Sender<Result<[i64; 5], Unavailable>>,
+    /// Whether the check takes a token (false for a lease renewal).
+    takes: bool,
+    /// Tokens wanted ahead for this thread's lease.
+    lease: u32,
+    /// None for a lease renewal: nobody waits for it.
+    reply: Option<tokio::sync::oneshot::Sender<Result<Answer, Unavailable>>>,
+}
+
+impl Job {
+    /// A check that takes a token from `rate_key` (and a lease, when the
+    /// policy leases).
+    fn take(
+        rate_key: String,
+        p: &Policy,
+        deny_key: String,
+        reply: tokio::sync::oneshot::Sender<Result<Answer, Unavailable>>,
+    ) -> Job {
+        Job {
+            rate_key,
+            deny_key,
+            interval_us: interval_us(p),
+            burst: p.burst,
+            takes: true,
+            lease: lease_size(p),
+            reply: Some(reply),
+        }
+    }
+}
+
+/// What Redis said about one check.
+#[derive(Debug, Clone, Copy)]
+enum Answer {
+    Revoked,
+    /// A denylist-only check that passed.
+    NotRevoked,
+    Rate {
+        allowed: bool,
+        remaining: u32,
+        retry_after_us: i64,
+        reset_us: i64,
+    },
 }
 
 /// Redis did not answer (down, slow, or not connected yet).
 struct Unavailable;
 
+/// Tokens taken ahead, by rate-limit key. Only this thread uses them (the
+/// lock is never contended); the batcher adds what Redis granted.
+type Leases = Arc<Mutex<HashMap<String, Lease>>>;
+
 struct Batcher {
     jobs: tokio::sync::mpsc::UnboundedSender<Job>,
-    /// Tokens taken ahead, by rate-limit key (only this thread uses them;
-    /// the lock is never contended).
-    leases: Mutex<HashMap<String, Lease>>,
+    leases: Leases,
 }
 
 impl Batcher {
-    /// One of this thread's leased tokens of the bucket `key`, if any.
+    /// One of this thread's leased tokens of the bucket `key`, if any. When
+    /// half of the lease is spent, more are asked for in the background, so
+    /// a steady caller never waits for Redis.
     fn take_leased(&self, key: &str, p: &Policy) -> Option<Rate> {
         let mut leases = self.leases.lock().unwrap_or_else(|e| e.into_inner());
         let lease = leases.get_mut(key)?;
@@ -347,43 +365,73 @@ impl Batcher {
             return None;
         }
         lease.left -= 1;
-        Some(Rate {
+        let size = lease_size(p);
+        let rate = Rate {
             allowed: true,
             limit: p.burst,
             remaining: Some(lease.remaining.saturating_add(lease.left)),
             reset_secs: lease.reset_secs,
             retry_after_secs: 0,
-        })
-    }
-
-    /// Keeps `tokens` taken ahead from the bucket `key` (added to those
-    /// still held: concurrent requests may each have brought some).
-    fn lease(&self, key: String, tokens: u32, remaining: u32, reset_secs: u64) {
-        let mut leases = self.leases.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        if leases.len() >= 4096 {
-            leases.retain(|_, l| l.until > now && l.left > 0);
+        };
+        if size >= 2 && lease.left <= size / 2 && !lease.renewing {
+            lease.renewing = true;
+            let renewal = Job {
+                rate_key: key.to_string(),
+                interval_us: interval_us(p),
+                burst: p.burst,
+                // Back to one lease at most: never more held than that.
+                lease: size - lease.left,
+                ..Job::default()
+            };
+            let _ = self.jobs.send(renewal);
         }
-        let lease = leases.entry(key).or_insert(Lease { left: 0, remaining, reset_secs, until: now });
-        lease.left += tokens;
-        lease.until = now + LEASE_TTL;
-        lease.remaining = remaining;
-        lease.reset_secs = reset_secs;
+        Some(rate)
     }
+}
+
+/// Adds `tokens` taken ahead from the bucket `key` to those this thread
+/// still holds.
+fn add_lease(leases: &Leases, key: &str, tokens: u32, remaining: u32, reset_secs: u64) {
+    let mut leases = leases.lock().unwrap_or_else(|e| e.into_inner());
+    let now = Instant::now();
+    if leases.len() >= 4096 {
+        leases.retain(|_, l| l.until > now && l.left > 0);
+    }
+    if tokens == 0 {
+        // Refused (the bucket is below half full): ask no more until the
+        // ones held run out.
+        return;
+    }
+    let lease = match leases.get_mut(key) {
+        Some(l) => l,
+        None => leases.entry(key.to_string()).or_insert(Lease {
+            left: 0,
+            remaining,
+            reset_secs,
+            until: now,
+            renewing: false,
+        }),
+    };
+    lease.left += tokens;
+    lease.until = now + LEASE_TTL;
+    lease.remaining = remaining;
+    lease.reset_secs = reset_secs;
+    lease.renewing = false;
 }
 
 /// Sends the checks waiting on this thread to Redis, all of them in one
 /// round trip, as soon as the previous one answered: while a call is out,
 /// the next requests queue, so the busier the thread, the bigger the batch,
 /// and no request ever waits for a timer. Checks that ask a bucket go in
-/// one script call, applied in order, each as its own call would be; checks
-/// that only ask the denylist go in one MGET beside it (no script, the
-/// cheapest Redis command for them).
+/// one script call, one entry per bucket, applied in order, each as its
+/// own call would be; checks that only ask the denylist go in one MGET
+/// beside it (no script, the cheapest Redis command for them).
 async fn run_batches(
     mut queue: tokio::sync::mpsc::UnboundedReceiver<Job>,
     own: Arc<OnceLock<ConnectionManager>>,
     shared: Arc<OnceLock<ConnectionManager>>,
     script: Arc<redis::Script>,
+    leases: Leases,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let sizes = metrics::histogram!("gateway_redis_batch_size");
@@ -405,48 +453,84 @@ async fn run_batches(
         // This thread's connection, else the one made at start while this
         // thread's is being made (or Redis is down).
         let answers = match own.get().or_else(|| shared.get()) {
-            Some(con) => call(&script, con.clone(), &batch).await,
+            Some(con) => call(&script, con.clone(), &batch, &leases).await,
             None => Err(Unavailable),
         };
         match answers {
             Ok(answers) => {
                 for (job, answer) in batch.drain(..).zip(answers) {
-                    let _ = job.reply.send(Ok(answer));
+                    if let (Some(reply), Some(answer)) = (job.reply, answer) {
+                        let _ = reply.send(Ok(answer));
+                    }
                 }
             }
             Err(Unavailable) => {
                 for job in batch.drain(..) {
-                    let _ = job.reply.send(Err(Unavailable));
+                    if let Some(reply) = job.reply {
+                        let _ = reply.send(Err(Unavailable));
+                    }
                 }
             }
         }
     }
 }
 
-/// One round trip for `batch`: the script call for the checks that ask a
-/// bucket, one MGET of the distinct denylist keys of the others.
-async fn call(script: &redis::Script, mut con: ConnectionManager, batch: &[Job]) -> Result<Vec<[i64; 5]>, Unavailable> {
+/// The checks of one bucket in a batch.
+struct Group<'a> {
+    key: &'a str,
+    interval_us: u64,
+    burst: u32,
+    /// Indexes in the batch of the checks that take a token, in order.
+    checks: Vec<usize>,
+    lease: u32,
+}
+
+/// One round trip for `batch`: one script call for the buckets, one MGET
+/// of the distinct denylist keys of the others. Tokens granted ahead go to
+/// `leases`. Answers in the batch's order (None for a lease renewal).
+async fn call(
+    script: &redis::Script,
+    mut con: ConnectionManager,
+    batch: &[Job],
+    leases: &Leases,
+) -> Result<Vec<Option<Answer>>, Unavailable> {
     let mut deny_keys: Vec<&str> = Vec::new();
-    let (mut keys, mut argv): (Vec<&str>, Vec<u64>) = (Vec::new(), Vec::new());
-    // Within a batch only the first check of a bucket asks for a lease.
-    let mut leasing: Vec<&str> = Vec::new();
-    for job in batch {
-        if job.want > 0 {
-            let first = !leasing.contains(&job.rate_key.as_str());
-            if first {
-                leasing.push(&job.rate_key);
+    let mut groups: Vec<Group> = Vec::new();
+    for (i, job) in batch.iter().enumerate() {
+        if !job.rate_key.is_empty() {
+            let g = match groups.iter().position(|g| g.key == job.rate_key) {
+                Some(g) => g,
+                None => {
+                    groups.push(Group {
+                        key: &job.rate_key,
+                        interval_us: job.interval_us,
+                        burst: job.burst,
+                        checks: Vec::new(),
+                        lease: 0,
+                    });
+                    groups.len() - 1
+                }
+            };
+            let group = &mut groups[g];
+            if job.takes {
+                group.checks.push(i);
             }
-            keys.extend([job.rate_key.as_str(), job.deny_key.as_str()]);
-            argv.extend([job.interval_us, u64::from(job.burst), u64::from(if first { job.want } else { 1 })]);
+            group.lease = group.lease.max(job.lease);
         } else if !job.deny_key.is_empty() && !deny_keys.contains(&job.deny_key.as_str()) {
             deny_keys.push(&job.deny_key);
         }
+    }
+    let (mut keys, mut argv): (Vec<&str>, Vec<u64>) = (Vec::new(), Vec::new());
+    for g in &groups {
+        keys.push(g.key);
+        keys.extend(g.checks.iter().map(|&i| batch[i].deny_key.as_str()));
+        argv.extend([g.interval_us, u64::from(g.burst), g.checks.len() as u64, u64::from(g.lease)]);
     }
     let mut pipe = redis::pipe();
     if !deny_keys.is_empty() {
         pipe.cmd("MGET").arg(&deny_keys);
     }
-    if !keys.is_empty() {
+    if !groups.is_empty() {
         pipe.cmd("EVALSHA").arg(script.get_hash()).arg(keys.len()).arg(&keys).arg(&argv);
     }
     let replies = match round_trip(&pipe, &mut con).await {
@@ -476,27 +560,45 @@ async fn call(script: &redis::Script, mut con: ConnectionManager, batch: &[Job])
             other => return Err(wrong_answer("MGET", &other)),
         }
     };
-    let scripted: Vec<i64> = if keys.is_empty() {
-        Vec::new()
-    } else {
-        match replies.next().map(redis::from_redis_value::<Vec<i64>>) {
-            Some(Ok(flat)) if flat.len() == keys.len() / 2 * 5 => flat,
-            other => return Err(wrong_answer("the rate-limit script", &other)),
-        }
-    };
-    let mut scripted = scripted.chunks_exact(5);
-    let mut answers = Vec::with_capacity(batch.len());
-    for job in batch {
-        answers.push(if job.want > 0 {
-            match scripted.next() {
-                Some(c) => [c[0], c[1], c[2], c[3], c[4]],
-                None => return Err(Unavailable),
-            }
-        } else {
+    let mut answers: Vec<Option<Answer>> = vec![None; batch.len()];
+    for (job, answer) in batch.iter().zip(answers.iter_mut()) {
+        if job.rate_key.is_empty() && job.reply.is_some() {
             let i = deny_keys.iter().position(|k| *k == job.deny_key);
             let is_revoked = i.is_some_and(|i| revoked[i]);
-            [if is_revoked { -1 } else { 1 }, 0, 0, 0, 0]
-        });
+            *answer = Some(if is_revoked { Answer::Revoked } else { Answer::NotRevoked });
+        }
+    }
+    if groups.is_empty() {
+        return Ok(answers);
+    }
+    let expected = groups.iter().map(|g| 4 + g.checks.len()).sum::<usize>();
+    let flat: Vec<i64> = match replies.next().map(redis::from_redis_value::<Vec<i64>>) {
+        Some(Ok(flat)) if flat.len() == expected => flat,
+        other => return Err(wrong_answer("the rate-limit script", &other)),
+    };
+    let mut at = 0;
+    for g in &groups {
+        let [avail, leased, retry_after_us, reset_us] = [flat[at], flat[at + 1], flat[at + 2], flat[at + 3]];
+        let verdicts = &flat[at + 4..at + 4 + g.checks.len()];
+        at += 4 + g.checks.len();
+        let mut passed = 0;
+        for (&i, &verdict) in g.checks.iter().zip(verdicts) {
+            answers[i] = Some(match verdict {
+                -1 => Answer::Revoked,
+                1 => {
+                    passed += 1;
+                    // As if this check were alone: what it left in the
+                    // bucket (tokens leased ahead count as remaining).
+                    let remaining = (avail - passed).max(0) as u32;
+                    Answer::Rate { allowed: true, remaining, retry_after_us: 0, reset_us }
+                }
+                _ => Answer::Rate { allowed: false, remaining: 0, retry_after_us, reset_us },
+            });
+        }
+        if g.lease > 0 {
+            let left = (avail - passed - leased).max(0) as u32;
+            add_lease(leases, g.key, leased.max(0) as u32, left, secs_ceil(reset_us));
+        }
     }
     Ok(answers)
 }

@@ -475,10 +475,32 @@ async fn the_rate_limit_is_shared_by_two_gateways() {
 /// Concurrent checks share Redis round trips (one script call for the
 /// checks waiting on a thread, docs/adr/0020): each is still applied as its
 /// own. 3 users × 40 requests at once over two gateways with a burst of 5
-/// → exactly 5 per user pass; a logged-out token in the same crowd never does.
+/// → exactly 5 per user pass; a logged-out token in the same crowd never
+/// does, whether the gateways' copies of the denylist answer
+/// (docs/adr/0021)...
 #[tokio::test(flavor = "multi_thread")]
 async fn concurrent_checks_are_exact_per_user_and_never_let_a_revoked_token_through() {
-    let Limited { key, jwks: _jwks, up, gws } = limited(5, 2, |_| {}).await;
+    let limited = limited(5, 2, |_| {}).await;
+    limited.gws.copies_current().await;
+    concurrent_checks(&limited).await;
+}
+
+/// ... or cannot follow it (this Redis refuses SUBSCRIBE), so every token
+/// is checked in Redis, in the same script call as its bucket.
+#[tokio::test(flavor = "multi_thread")]
+async fn without_a_copy_of_the_denylist_concurrent_checks_are_still_exact() {
+    let redis_server = PrivateRedis::start_with(&["--rename-command", "SUBSCRIBE", ""]).await;
+    let url = redis_server.url.clone();
+    let limited = limited(5, 2, |env| {
+        env.set("FEIRA_REDIS_URL", url);
+    })
+    .await;
+    concurrent_checks(&limited).await;
+    let metrics = limited.gws.metrics().await;
+    assert_ne!(metric(&metrics, "revocations_copy_current"), Some(1.0), "the copy never became current");
+}
+
+async fn concurrent_checks(Limited { key, up, gws, .. }: &Limited) {
     let users: Vec<String> = (0..3).map(|_| key.sign(&claims(Uuid::now_v7(), &["customer"]))).collect();
     let revoked_claims = claims(Uuid::now_v7(), &["customer"]);
     let revoked = key.sign(&revoked_claims);
@@ -576,9 +598,15 @@ struct PrivateRedis {
 
 impl PrivateRedis {
     async fn start() -> PrivateRedis {
+        PrivateRedis::start_with(&[]).await
+    }
+
+    /// With more `redis-server` arguments.
+    async fn start_with(args: &[&str]) -> PrivateRedis {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let child = std::process::Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(args)
             .stdout(std::process::Stdio::null())
             .spawn()
             .expect("redis-server on the PATH");
