@@ -93,9 +93,9 @@ return out
 const LEASE_TTL: Duration = Duration::from_secs(5);
 
 /// The tokens a thread takes ahead from a bucket: a sixteenth of the burst,
-/// at most 64 (0: none; small limits are always checked one by one).
+/// at most 256 (0: none; small limits are always checked one by one).
 fn lease_size(p: &Policy) -> u32 {
-    (p.burst / 16).min(64)
+    (p.burst / 16).min(256)
 }
 
 /// Tokens this thread took ahead from one bucket.
