@@ -32,7 +32,7 @@
 //! window opens. A logout therefore waits at most `FRESH` (500 ms), and
 //! only when a copy fails; normally a few hundred microseconds.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -199,7 +199,7 @@ struct Inner {
     /// Nanoseconds after `epoch` until which the copy is current; 0: not.
     current_until: AtomicU64,
     /// Revoked token ids and when they expire.
-    tokens: RwLock<HashMap<Box<str>, Instant>>,
+    tokens: RwLock<foldhash::HashMap<Box<str>, Instant>>,
 }
 
 impl Inner {
@@ -216,7 +216,7 @@ impl Revocations {
         let inner = Arc::new(Inner {
             epoch: Instant::now(),
             current_until: AtomicU64::new(0),
-            tokens: RwLock::new(HashMap::new()),
+            tokens: RwLock::new(foldhash::HashMap::default()),
         });
         tokio::spawn(follow(inner.clone(), client, names, stop));
         Revocations { inner }

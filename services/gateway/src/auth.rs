@@ -83,7 +83,8 @@ pub struct VerifierConfig {
 struct Verified {
     /// The key set's generation they were verified under.
     generation: u64,
-    tokens: HashMap<Box<str>, Arc<Claims>>,
+    /// foldhash: tokens are a few hundred bytes, hashed on every request.
+    tokens: foldhash::HashMap<Box<str>, Arc<Claims>>,
 }
 
 /// Verifies access tokens; clones share the key cache.

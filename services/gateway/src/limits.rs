@@ -5,18 +5,20 @@
 //! (`platform::revocations`, docs/adr/0021-revocation-copies.md) while the
 //! copy is current; the Redis checks below apply to it only otherwise.
 //!
-//! One Lua script (atomic) first answers whether the token's `jti` is on
-//! identity's denylist (`<namespace>:identity:denylist:<jti>`), then runs
-//! GCRA (the generic cell rate algorithm, as redis-cell and go-redis's
-//! redis_rate do) on the caller's key
+//! One Lua script (atomic) runs GCRA (the generic cell rate algorithm, as
+//! redis-cell and go-redis's redis_rate do) on the caller's key
 //! `<namespace>:gateway:rl:<policy>:<user or ip>`: one theoretical arrival
-//! time per key, expiring when the key is idle. A refused request consumes
-//! nothing. The checks waiting on a serving thread travel together: one
-//! round trip carries all of them, the script applying the bucket checks in
-//! order, each as its own call would (see [`run_batches`]). While a bucket
-//! is at least half full a thread takes a few tokens ahead (a lease, see
-//! [`lease_size`]); its requests on leased tokens ask Redis only for the
-//! denylist, with a plain `MGET` (docs/adr/0020-gateway-hot-path.md).
+//! time per key, expiring when the key is idle; when the copy is not
+//! current it first asks whether each token's `jti` is on identity's
+//! denylist (`<namespace>:identity:denylist:<jti>`). A refused request
+//! consumes nothing. The checks waiting on a serving thread travel
+//! together: one round trip carries all of them, the script taking a
+//! bucket's checks together, in order, each as its own call would (see
+//! [`run_batches`]). While a bucket is at least half full a thread takes
+//! tokens ahead (a lease, see [`lease_size`]) and renews them in the
+//! background once half are spent; its requests on leased tokens ask Redis
+//! nothing, or, without a current copy, only for the denylist with a plain
+//! `MGET` (docs/adr/0020-gateway-hot-path.md).
 //!
 //! When Redis cannot be reached each replica falls back to its own
 //! in-process limiter (governor, same rate and burst: with N replicas the
@@ -346,7 +348,7 @@ struct Unavailable;
 
 /// Tokens taken ahead, by rate-limit key. Only this thread uses them (the
 /// lock is never contended); the batcher adds what Redis granted.
-type Leases = Arc<Mutex<HashMap<String, Lease>>>;
+type Leases = Arc<Mutex<foldhash::HashMap<String, Lease>>>;
 
 struct Batcher {
     jobs: tokio::sync::mpsc::UnboundedSender<Job>,
