@@ -9,6 +9,7 @@
 //! - [`http`]: the scaffold (health, metrics, OpenAPI and Swagger UI, request
 //!   id, timeouts, body limit), the [`Caller`](http::Caller) header contract,
 //!   the JSON extractor and `Idempotency-Key`.
+//! - [`accept`]: one acceptor spreading connections over serving threads.
 //! - [`cache`]: Redis cache-aside for read paths, invalidated by the
 //!   service's change events; answers from the database when Redis is down.
 //! - [`db`]: pools, database creation, migrations (the platform's tables:
@@ -22,6 +23,7 @@
 //!   and the runtime it gets.
 //! - [`testing`]: a database per service and a namespace per test, cleaned up.
 
+pub mod accept;
 pub mod cache;
 pub mod config;
 pub mod db;

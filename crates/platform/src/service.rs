@@ -186,12 +186,12 @@ impl Service {
         let app = crate::http::dispatch(app, hot, Some(tokio::runtime::Handle::current()));
         let finish = self.finish();
         let (name, shutdown) = (self.name, self.shutdown.clone());
-        // Every shard accepts from the same socket (duplicated descriptors),
-        // so the kernel hands each connection to one of them.
-        let listener = self.listener.into_std().with_context(|| format!("share the listener of {name}"))?;
+        // One acceptor hands each connection to the shard with the fewest
+        // open ones (crate::accept).
+        let (spread, inboxes) = crate::accept::spread(shards);
         let mut running = futures_util::stream::FuturesUnordered::new();
-        for i in 0..shards {
-            match serve_shard(name, i, &listener, app.clone(), shutdown.clone()) {
+        for (i, inbox) in inboxes.into_iter().enumerate() {
+            match serve_shard(name, i, inbox, app.clone(), shutdown.clone()) {
                 Ok(shard) => running.push(shard),
                 Err(e) => {
                     shutdown.cancel();
@@ -199,6 +199,7 @@ impl Service {
                 }
             }
         }
+        let acceptor = tokio::spawn(spread.run(self.listener, shutdown.clone()));
         let mut failed = None;
         while let Some(result) = futures_util::StreamExt::next(&mut running).await {
             let result = result.unwrap_or_else(|_| Err(anyhow::anyhow!("a {name} shard stopped without an answer")));
@@ -209,6 +210,7 @@ impl Service {
                 failed.get_or_insert(e);
             }
         }
+        let _ = acceptor.await;
         finish.await;
         failed.map_or(Ok(()), Err)
     }
@@ -278,8 +280,8 @@ impl Service {
     }
 }
 
-/// Serves `app` on a new thread with its own single-threaded runtime,
-/// accepting from (a clone of) `listener` until `shutdown`, then letting its
+/// Serves `app` on a new thread with its own single-threaded runtime, on
+/// the connections handed to `inbox`, until `shutdown`, then lets its
 /// in-flight requests finish. The answer comes when the thread is done.
 ///
 /// HTTP/1.1 straight on hyper (the hot path serves no HTTP/2 and no
@@ -288,7 +290,7 @@ impl Service {
 fn serve_shard<S>(
     name: &'static str,
     index: usize,
-    listener: &std::net::TcpListener,
+    mut inbox: crate::accept::Inbox,
     app: S,
     shutdown: CancellationToken,
 ) -> anyhow::Result<tokio::sync::oneshot::Receiver<anyhow::Result<()>>>
@@ -302,8 +304,6 @@ where
         + Send
         + 'static,
 {
-    let listener = listener.try_clone().with_context(|| format!("share the listener of {name}"))?;
-    listener.set_nonblocking(true).with_context(|| format!("share the listener of {name}"))?;
     let (done, finished) = tokio::sync::oneshot::channel();
     let serve = move || -> anyhow::Result<()> {
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -311,22 +311,14 @@ where
             .build()
             .with_context(|| format!("start the runtime of {name} shard {index}"))?;
         runtime.block_on(async move {
-            let listener =
-                TcpListener::from_std(listener).with_context(|| format!("listen on {name} shard {index}"))?;
             let http = hyper::server::conn::http1::Builder::new();
             let connections = hyper_util::server::graceful::GracefulShutdown::new();
             loop {
-                let (stream, peer) = tokio::select! {
+                let (stream, peer, open) = tokio::select! {
                     _ = shutdown.cancelled() => break,
-                    accepted = listener.accept() => match accepted {
-                        Ok(accepted) => accepted,
-                        Err(e) => {
-                            // Out of descriptors and the like: wait, as
-                            // axum::serve does, instead of spinning.
-                            tracing::warn!(service = name, shard = index, error = %e, "accept failed");
-                            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                            continue;
-                        }
+                    handed = inbox.next() => match handed {
+                        Some(handed) => handed,
+                        None => break,
                     },
                 };
                 let app = app.clone();
@@ -338,13 +330,13 @@ where
                 let connection =
                     connections.watch(http.serve_connection(hyper_util::rt::TokioIo::new(stream), service));
                 tokio::spawn(async move {
+                    let _open = open;
                     if let Err(e) = connection.await {
                         tracing::debug!(error = %e, "connection ended");
                     }
                 });
             }
             // Stop reading new requests; the ones in flight finish.
-            drop(listener);
             connections.shutdown().await;
             Ok(())
         })

@@ -1,7 +1,8 @@
 //! The floor of a hyper-based proxy, for `bench/gateway.sh`: the least a
 //! reverse proxy built on hyper (the gateway's HTTP library) can do. One
-//! thread per core, each with a single-threaded runtime accepting from the
-//! same socket (as the gateway's shards), hyper's HTTP/1 server, the
+//! thread per core, each with a single-threaded runtime serving the
+//! connections one acceptor hands it (`platform::accept`, as the gateway's
+//! shards), hyper's HTTP/1 server, the
 //! gateway's upstream connections (`gateway::upstream`), the request
 //! forwarded as it came: no routing, checks, header rewriting, metrics or
 //! logs. What the gateway costs above this is the gateway's own work; what
@@ -26,29 +27,38 @@ fn main() -> anyhow::Result<()> {
     let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:9103".to_string());
     let upstream: &'static str = std::env::args().nth(2).unwrap_or_else(|| "127.0.0.1:9100".to_string()).leak();
     let connections = Arc::new(Connections::new(Duration::from_secs(2), Duration::from_secs(60)));
-    let listener = std::net::TcpListener::bind(&addr)?;
-    listener.set_nonblocking(true)?;
     let threads = std::thread::available_parallelism().map_or(1, usize::from);
-    let handles: Vec<_> = (0..threads)
-        .map(|_| {
-            let (listener, connections) = (listener.try_clone()?, connections.clone());
-            Ok(std::thread::spawn(move || serve(listener, connections, upstream)))
+    let (spread, inboxes) = platform::accept::spread(threads);
+    let handles: Vec<_> = inboxes
+        .into_iter()
+        .map(|inbox| {
+            let connections = connections.clone();
+            std::thread::spawn(move || serve(inbox, connections, upstream))
         })
-        .collect::<anyhow::Result<_>>()?;
+        .collect();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(&addr).await?;
+        spread.run(listener, tokio_util::sync::CancellationToken::new()).await;
+        anyhow::Ok(())
+    })?;
     for h in handles {
         h.join().map_err(|_| anyhow::anyhow!("a serving thread panicked"))??;
     }
     Ok(())
 }
 
-fn serve(listener: std::net::TcpListener, connections: Arc<Connections>, upstream: &'static str) -> anyhow::Result<()> {
+fn serve(
+    mut inbox: platform::accept::Inbox,
+    connections: Arc<Connections>,
+    upstream: &'static str,
+) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::from_std(listener)?;
-        loop {
-            let (stream, _) = listener.accept().await?;
+        while let Some((stream, _, open)) = inbox.next().await {
             let connections = connections.clone();
             tokio::spawn(async move {
+                let _open = open;
                 let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
                     let connections = connections.clone();
                     async move { Ok::<_, Infallible>(forward(&connections, upstream, req).await) }
@@ -57,6 +67,7 @@ fn serve(listener: std::net::TcpListener, connections: Arc<Connections>, upstrea
                     hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
             });
         }
+        Ok(())
     })
 }
 
