@@ -199,10 +199,13 @@ async fn handle<'a>(gw: &'a Gateway, req: Request, outcome: &mut Outcome<'a>) ->
         );
     }
 
-    let client_ip = client_ip(&parts);
-    let caller = match &claims {
-        Some(c) => format!("u:{}", c.sub),
-        None => format!("ip:{}", client_ip.map(|ip| ip.to_string()).unwrap_or_else(|| "unknown".into())),
+    // The rate-limit key's caller: only built when a rate limit applies.
+    let caller = match (&claims, &route.rate_limit) {
+        (_, None) => String::new(),
+        (Some(c), Some(_)) => format!("u:{}", c.sub),
+        (None, Some(_)) => {
+            format!("ip:{}", client_ip(&parts).map(|ip| ip.to_string()).unwrap_or_else(|| "unknown".into()))
+        }
     };
     let verdict = gw.limits.check(claims.as_ref().map(|c| c.jti.as_str()), route.rate_limit.as_deref(), &caller).await;
     if verdict.revoked {
@@ -241,14 +244,10 @@ async fn handle<'a>(gw: &'a Gateway, req: Request, outcome: &mut Outcome<'a>) ->
         }
     };
     let headers = upstream_headers(&mut parts, claims.as_deref());
-    let path_and_query = {
-        let path = route.upstream_path(parts.uri.path());
-        match parts.uri.query() {
-            Some(q) => format!("{path}?{q}"),
-            None => path.into_owned(),
-        }
+    let Some(uri) = upstream_uri(route, &parts.uri) else {
+        return problem(StatusCode::BAD_REQUEST, "bad-request", "the request path cannot be forwarded".into());
     };
-    let mut res = forward(gw, route, &parts.method, &path_and_query, headers, body, outcome).await;
+    let mut res = forward(gw, route, &parts.method, &uri, headers, body, outcome).await;
     if let Some(rate) = &verdict.rate {
         set_rate_headers(res.headers_mut(), rate);
     }
@@ -261,7 +260,7 @@ async fn forward<'a>(
     gw: &Gateway,
     route: &'a Route,
     method: &Method,
-    path_and_query: &str,
+    uri: &axum::http::Uri,
     mut headers: HeaderMap,
     body: Bytes,
     outcome: &mut Outcome<'a>,
@@ -294,12 +293,9 @@ async fn forward<'a>(
             break;
         };
         outcome.upstream = Some(&upstream.label);
-        let Ok(uri) = path_and_query.parse::<axum::http::Uri>() else {
-            return problem(StatusCode::BAD_REQUEST, "bad-request", "the request path cannot be forwarded".into());
-        };
         let mut request = axum::http::Request::new(http_body_util::Full::new(body.clone()));
         *request.method_mut() = method.clone();
-        *request.uri_mut() = uri;
+        *request.uri_mut() = uri.clone();
         // The last attempt takes the headers; earlier ones copy them.
         *request.headers_mut() = if attempt + 1 == attempts { std::mem::take(&mut headers) } else { headers.clone() };
         let sent = Instant::now();
@@ -340,6 +336,19 @@ async fn forward<'a>(
         }
     }
     last.unwrap_or_else(|| problem(StatusCode::BAD_GATEWAY, "upstream-unreachable", "no upstream answered".into()))
+}
+
+/// The path and query the upstream gets: the client's as they came, unless
+/// the route strips its prefix. None when the result is not a valid path.
+fn upstream_uri(route: &Route, uri: &axum::http::Uri) -> Option<axum::http::Uri> {
+    let path = route.upstream_path(uri.path());
+    if path.len() == uri.path().len() {
+        return Some(uri.path_and_query().cloned().map_or_else(|| axum::http::Uri::from_static("/"), Into::into));
+    }
+    match uri.query() {
+        Some(q) => format!("{path}?{q}").parse().ok(),
+        None => path.parse().ok(),
+    }
 }
 
 /// 502, 503 and 504 from an upstream count against its breaker and may be
