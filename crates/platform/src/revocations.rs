@@ -3,12 +3,14 @@
 //! a logout (docs/adr/0021-revocation-copies.md).
 //!
 //! - identity revokes a token with [`revoke`]: one script writes the key
-//!   `<ns>:identity:denylist:<jti>` (expiring with the token), publishes the
-//!   token id on `<ns>:identity:revocations`, and reads which gateway copies
+//!   `<ns>:identity:denylist:<jti>` (expiring with the token) and adds the
+//!   id to the sorted set `<ns>:identity:denylist` (scored with its
+//!   expiry), publishes the token id on `<ns>:identity:revocations`, and
+//!   reads which gateway copies
 //!   are current; then the logout waits until each of them has acknowledged
 //!   the token or has stopped trusting itself, whichever comes first.
-//! - Each gateway keeps a [`Revocations`] copy: filled from the keys at
-//!   start, kept up to date from the channel, each token acknowledged (its
+//! - Each gateway keeps a [`Revocations`] copy: filled from the sorted set
+//!   at start, kept up to date from the channel, each token acknowledged (its
 //!   copy's id pushed on `<ns>:identity:revocations:<jti>`) once applied.
 //!
 //! # When a copy trusts itself
@@ -49,9 +51,6 @@ const WINDOW_EVERY: Duration = Duration::from_millis(100);
 const CALL_TIMEOUT: Duration = Duration::from_millis(250);
 /// Bound of connecting to Redis.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-/// A denylist key without an expiry (identity always sets one) is kept this
-/// long.
-const NO_EXPIRY: Duration = Duration::from_secs(24 * 3600);
 
 /// Redis names of identity's denylist in one namespace.
 #[derive(Debug, Clone)]
@@ -86,15 +85,24 @@ impl Names {
     fn copies(&self) -> String {
         format!("{}copies", self.prefix)
     }
+
+    /// Every revoked token id, scored with when it expires (Redis time, ms):
+    /// what a copy loads at start.
+    fn index(&self) -> String {
+        format!("{}denylist", self.prefix)
+    }
 }
 
 /// Marks the token, publishes it, and answers the copies whose window is
 /// open with the milliseconds it stays open.
 const REVOKE: &str = r"
 redis.call('SET', KEYS[1], '1', 'EX', ARGV[1])
-redis.call('PUBLISH', KEYS[2], ARGV[2])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZADD', KEYS[4], now + tonumber(ARGV[4]), ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now)
+if redis.call('PTTL', KEYS[4]) < tonumber(ARGV[4]) then redis.call('PEXPIRE', KEYS[4], ARGV[4]) end
+redis.call('PUBLISH', KEYS[2], ARGV[2])
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
 local open = redis.call('ZRANGEBYSCORE', KEYS[3], '(' .. now, '+inf', 'WITHSCORES')
 local out = {}
@@ -137,8 +145,11 @@ pub async fn revoke(
         .key(names.denylist_key(jti))
         .key(names.channel())
         .key(names.copies())
+        .key(names.index())
         .arg(ttl.as_secs().max(1))
         .arg(format!("{jti} {}", ttl.as_millis().max(1)))
+        .arg(jti)
+        .arg(ttl.as_millis().max(1) as u64)
         .invoke_async(con)
         .await?;
     let started = Instant::now();
@@ -241,9 +252,11 @@ impl Revocations {
 async fn follow(inner: Arc<Inner>, client: redis::Client, names: Names, stop: CancellationToken) {
     let id = uuid::Uuid::now_v7().to_string();
     let current = metrics::gauge!("revocations_copy_current");
+    let mut pause = Duration::from_millis(500);
     loop {
+        let mut was_current = false;
         let result = tokio::select! {
-            r = follow_once(&inner, &client, &names, &id, &stop) => r,
+            r = follow_once(&inner, &client, &names, &id, &stop, &mut was_current) => r,
             _ = stop.cancelled() => Ok(()),
         };
         inner.current_until.store(0, Ordering::Release);
@@ -251,15 +264,20 @@ async fn follow(inner: Arc<Inner>, client: redis::Client, names: Names, stop: Ca
         if stop.is_cancelled() {
             return;
         }
+        // A copy that had been current starts again after a second; one
+        // that keeps failing (Redis down, SUBSCRIBE refused) less and less
+        // often.
+        pause = if was_current { Duration::from_secs(1) } else { (pause * 2).min(Duration::from_secs(30)) };
         if let Err(e) = result {
             tracing::warn!(
                 error = format!("{e:#}"),
+                retry_in = ?pause,
                 "revocation copy interrupted; tokens are checked in redis meanwhile"
             );
         }
         tokio::select! {
             _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = tokio::time::sleep(pause) => {}
         }
     }
 }
@@ -271,6 +289,7 @@ async fn follow_once(
     names: &Names,
     id: &str,
     stop: &CancellationToken,
+    was_current: &mut bool,
 ) -> anyhow::Result<()> {
     let (mut sink, mut stream) = bounded(CONNECT_TIMEOUT, client.get_async_pubsub()).await?.split();
     bounded(CALL_TIMEOUT, sink.subscribe(names.channel())).await?;
@@ -306,6 +325,7 @@ async fn follow_once(
                 }
                 inner.current_until.store(inner.nanos(opened + FRESH), Ordering::Release);
                 current.set(1.0);
+                *was_current = true;
                 if pruned.elapsed() > Duration::from_secs(10) {
                     pruned = Instant::now();
                     let mut tokens = inner.tokens.write().unwrap_or_else(|p| p.into_inner());
@@ -317,40 +337,21 @@ async fn follow_once(
     }
 }
 
-/// Adds every denylisted token in Redis to the copy (entries already there
+/// Adds every revoked token in Redis to the copy (entries already there
 /// stay: a token is never un-revoked).
 async fn load(inner: &Inner, con: &mut redis::aio::MultiplexedConnection, names: &Names) -> anyhow::Result<()> {
-    let pattern = names.denylist_key("*");
-    let strip = pattern.len() - 1;
-    let mut cursor: u64 = 0;
-    loop {
-        let (next, keys): (u64, Vec<String>) = bounded(
-            CALL_TIMEOUT,
-            redis::cmd("SCAN").arg(cursor).arg("MATCH").arg(&pattern).arg("COUNT").arg(1000).query_async(con),
-        )
-        .await?;
-        if !keys.is_empty() {
-            let mut pipe = redis::pipe();
-            for key in &keys {
-                pipe.cmd("PTTL").arg(key);
-            }
-            let ttls: Vec<i64> = bounded(CALL_TIMEOUT, pipe.query_async(con)).await?;
-            let now = Instant::now();
-            let mut tokens = inner.tokens.write().unwrap_or_else(|p| p.into_inner());
-            for (key, ttl) in keys.iter().zip(ttls) {
-                let expires = match ttl {
-                    -2 => continue,
-                    -1 => now + NO_EXPIRY,
-                    ms => now + Duration::from_millis(ms.max(0) as u64),
-                };
-                tokens.insert(key[strip..].into(), expires);
-            }
+    let mut pipe = redis::pipe();
+    pipe.cmd("TIME").cmd("ZRANGE").arg(names.index()).arg(0).arg(-1).arg("WITHSCORES");
+    let ((secs, micros), listed): ((u64, u64), Vec<(String, u64)>) =
+        bounded(CONNECT_TIMEOUT, pipe.query_async(con)).await?;
+    let (now, redis_now) = (Instant::now(), secs * 1000 + micros / 1000);
+    let mut tokens = inner.tokens.write().unwrap_or_else(|p| p.into_inner());
+    for (jti, expires_ms) in listed {
+        if expires_ms > redis_now {
+            tokens.insert(jti.into(), now + Duration::from_millis(expires_ms - redis_now));
         }
-        if next == 0 {
-            return Ok(());
-        }
-        cursor = next;
     }
+    Ok(())
 }
 
 /// Adds a published token to the copy, then acknowledges it.

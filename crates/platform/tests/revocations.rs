@@ -60,7 +60,7 @@ async fn a_current_copy_holds_every_revoked_token_the_moment_revoke_returns() {
     let before = uuid::Uuid::now_v7().to_string();
     let s = setup(&before).await;
     s.current().await;
-    // Revoked before the copy existed: loaded from the keys.
+    // Revoked before the copy existed: loaded from the sorted set.
     assert_eq!(s.copy.check(&before), Some(true));
 
     for _ in 0..20 {

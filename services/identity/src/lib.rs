@@ -11,7 +11,9 @@
 //!   RFC 7638 thumbprint), `alg: EdDSA`, `use: sig`; `Cache-Control: public,
 //!   max-age=300`. An unknown `kid` means "fetch the JWKS again".
 //! - Logout: Redis key `<FEIRA_AMQP_NAMESPACE>:identity:denylist:<jti>` =
-//!   `"1"`, expiring with the token.
+//!   `"1"`, expiring with the token, published to every gateway's copy of
+//!   the denylist; the logout answers once every copy has it
+//!   (`platform::revocations`, docs/adr/0021-revocation-copies.md).
 //! - Refresh tokens are opaque (32 random bytes, base64url), stored as
 //!   SHA-256 hashes, spent on use; reusing a spent one revokes its family.
 //!

@@ -10,9 +10,12 @@
 //! - `login-failures:ip:<client ip>`: failed logins from one client IP, same
 //!   window; not reset by a success.
 //! - `denylist:<jti>`: `"1"` for a logged-out access token, expiring when the
-//!   token does. The gateway checks exactly this key, or its copy of the
-//!   denylist kept current through `revocations`, `revocations:<jti>` and
-//!   `copies` (see `platform::revocations`).
+//!   token does. The gateway checks exactly this key while its copy of the
+//!   denylist is not current.
+//! - `denylist` (sorted set), `revocations` (channel), `revocations:<jti>`
+//!   (acknowledgements), `copies` (sorted set): the gateways' copies of the
+//!   denylist and how a logout waits for them (`platform::revocations`,
+//!   docs/adr/0021-revocation-copies.md).
 
 use std::net::IpAddr;
 use std::time::Duration;
