@@ -36,7 +36,7 @@
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use futures_util::{FutureExt, StreamExt};
@@ -210,12 +210,48 @@ struct Inner {
     /// Nanoseconds after `epoch` until which the copy is current; 0: not.
     current_until: AtomicU64,
     /// Revoked token ids and when they expire.
-    tokens: RwLock<foldhash::HashMap<Box<str>, Instant>>,
+    tokens: Mutex<foldhash::HashMap<Box<str>, Instant>>,
+    /// A read copy of their ids per thread that checks tokens: each thread
+    /// reads only its own, so checks on different threads share no lock
+    /// word. Written with `tokens` held (see [`Inner::local`]).
+    per_thread: thread_local::ThreadLocal<RwLock<foldhash::HashSet<Box<str>>>>,
 }
 
 impl Inner {
     fn nanos(&self, at: Instant) -> u64 {
         at.saturating_duration_since(self.epoch).as_nanos() as u64
+    }
+
+    /// This thread's read copy, made from `tokens` on first use. Made and
+    /// registered with `tokens` held, so no insert can fall between.
+    fn local(&self) -> &RwLock<foldhash::HashSet<Box<str>>> {
+        if let Some(local) = self.per_thread.get() {
+            return local;
+        }
+        let tokens = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
+        self.per_thread.get_or(|| RwLock::new(tokens.keys().cloned().collect()))
+    }
+
+    /// Adds revoked tokens to the copy and to every thread's read copy.
+    fn insert(&self, revoked: impl IntoIterator<Item = (Box<str>, Instant)>) {
+        let mut tokens = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
+        let added: Vec<Box<str>> = revoked
+            .into_iter()
+            .filter_map(|(jti, expires)| tokens.insert(jti.clone(), expires).is_none().then_some(jti))
+            .collect();
+        for local in self.per_thread.iter() {
+            local.write().unwrap_or_else(|p| p.into_inner()).extend(added.iter().cloned());
+        }
+    }
+
+    /// Forgets the tokens that have expired; answers how many are left.
+    fn prune(&self, now: Instant) -> usize {
+        let mut tokens = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
+        tokens.retain(|_, expires| *expires > now);
+        for local in self.per_thread.iter() {
+            local.write().unwrap_or_else(|p| p.into_inner()).retain(|jti| tokens.contains_key(jti));
+        }
+        tokens.len()
     }
 }
 
@@ -227,7 +263,8 @@ impl Revocations {
         let inner = Arc::new(Inner {
             epoch: Instant::now(),
             current_until: AtomicU64::new(0),
-            tokens: RwLock::new(foldhash::HashMap::default()),
+            tokens: Mutex::new(foldhash::HashMap::default()),
+            per_thread: thread_local::ThreadLocal::new(),
         });
         tokio::spawn(follow(inner.clone(), client, names, stop));
         Revocations { inner }
@@ -240,7 +277,7 @@ impl Revocations {
         if self.inner.nanos(Instant::now()) >= until {
             return None;
         }
-        Some(self.inner.tokens.read().unwrap_or_else(|p| p.into_inner()).contains_key(jti))
+        Some(self.inner.local().read().unwrap_or_else(|p| p.into_inner()).contains(jti))
     }
 
     /// Whether the copy is current now.
@@ -328,9 +365,7 @@ async fn follow_once(
                 *was_current = true;
                 if pruned.elapsed() > Duration::from_secs(10) {
                     pruned = Instant::now();
-                    let mut tokens = inner.tokens.write().unwrap_or_else(|p| p.into_inner());
-                    tokens.retain(|_, expires| *expires > pruned);
-                    size.set(tokens.len() as f64);
+                    size.set(inner.prune(pruned) as f64);
                 }
             }
         }
@@ -345,12 +380,12 @@ async fn load(inner: &Inner, con: &mut redis::aio::MultiplexedConnection, names:
     let ((secs, micros), listed): ((u64, u64), Vec<(String, u64)>) =
         bounded(CONNECT_TIMEOUT, pipe.query_async(con)).await?;
     let (now, redis_now) = (Instant::now(), secs * 1000 + micros / 1000);
-    let mut tokens = inner.tokens.write().unwrap_or_else(|p| p.into_inner());
-    for (jti, expires_ms) in listed {
-        if expires_ms > redis_now {
-            tokens.insert(jti.into(), now + Duration::from_millis(expires_ms - redis_now));
-        }
-    }
+    inner.insert(
+        listed
+            .into_iter()
+            .filter(|(_, expires_ms)| *expires_ms > redis_now)
+            .map(|(jti, expires_ms)| (jti.into_boxed_str(), now + Duration::from_millis(expires_ms - redis_now))),
+    );
     Ok(())
 }
 
@@ -368,7 +403,7 @@ async fn apply(
         return Ok(());
     };
     let expires = Instant::now() + Duration::from_millis(ttl_ms);
-    inner.tokens.write().unwrap_or_else(|p| p.into_inner()).insert(jti.into(), expires);
+    inner.insert([(jti.into(), expires)]);
     let acks = names.acks(jti);
     let mut pipe = redis::pipe();
     pipe.rpush(&acks, id).ignore().pexpire(&acks, 10_000).ignore();

@@ -8,12 +8,14 @@
 //! `refresh`, so a key identity removed stops verifying. Only `alg: EdDSA`
 //! is accepted: `none`, HMAC with the public key as secret (algorithm
 //! confusion) and any other algorithm are refused before any key is used.
-//! Denylisted (logged-out) tokens are checked in Redis by [`crate::limits`].
+//! Denylisted (logged-out) tokens are checked by [`crate::limits`]: in the
+//! gateway's copy of the denylist, or in Redis while the copy is not current.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use axum::http::HeaderValue;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
@@ -30,6 +32,31 @@ pub struct Claims {
     pub roles: Vec<String>,
     pub jti: String,
     pub exp: u64,
+    /// Made once per verified token (the cache keeps them with it).
+    #[serde(skip)]
+    pub derived: Derived,
+}
+
+/// What every request of a token needs from its claims, made once.
+#[derive(Debug, Clone, Default)]
+pub struct Derived {
+    /// `x-feira-user-id`.
+    pub user_id: Option<HeaderValue>,
+    /// `x-feira-roles`: the roles, comma-separated.
+    pub roles: Option<HeaderValue>,
+    /// The rate limit's caller: `u:<sub>`.
+    pub caller: String,
+}
+
+impl Claims {
+    fn derive(mut self) -> Claims {
+        self.derived = Derived {
+            user_id: HeaderValue::from_str(&self.sub.to_string()).ok(),
+            roles: HeaderValue::from_str(&self.roles.join(",")).ok(),
+            caller: format!("u:{}", self.sub),
+        };
+        self
+    }
 }
 
 /// Why a token was refused (logged; the client only learns "invalid_token").
@@ -184,18 +211,20 @@ impl Verifier {
     fn verify_with_cached(&self, kid: &str, token: &str) -> Option<Result<Claims, TokenError>> {
         let keys = self.inner.keys.read().unwrap_or_else(|p| p.into_inner());
         let key = keys.get(kid)?;
-        Some(jsonwebtoken::decode::<Claims>(token, key, &self.inner.validation).map(|d| d.claims).map_err(|e| {
-            use jsonwebtoken::errors::ErrorKind as K;
-            match e.kind() {
-                K::InvalidSignature => TokenError::Signature,
-                K::ExpiredSignature => TokenError::Expired,
-                K::InvalidIssuer => TokenError::Issuer,
-                K::InvalidAudience => TokenError::Audience,
-                K::InvalidAlgorithm | K::InvalidAlgorithmName => TokenError::Algorithm,
-                K::MissingRequiredClaim(_) | K::Json(_) | K::ImmatureSignature => TokenError::Claims,
-                _ => TokenError::Malformed,
-            }
-        }))
+        Some(jsonwebtoken::decode::<Claims>(token, key, &self.inner.validation).map(|d| d.claims.derive()).map_err(
+            |e| {
+                use jsonwebtoken::errors::ErrorKind as K;
+                match e.kind() {
+                    K::InvalidSignature => TokenError::Signature,
+                    K::ExpiredSignature => TokenError::Expired,
+                    K::InvalidIssuer => TokenError::Issuer,
+                    K::InvalidAudience => TokenError::Audience,
+                    K::InvalidAlgorithm | K::InvalidAlgorithmName => TokenError::Algorithm,
+                    K::MissingRequiredClaim(_) | K::Json(_) | K::ImmatureSignature => TokenError::Claims,
+                    _ => TokenError::Malformed,
+                }
+            },
+        ))
     }
 
     /// Fetches the key set unless one was fetched less than `min_refetch` ago.

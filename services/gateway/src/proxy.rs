@@ -200,14 +200,16 @@ async fn handle<'a>(gw: &'a Gateway, req: Request, outcome: &mut Outcome<'a>) ->
     }
 
     // The rate-limit key's caller: only built when a rate limit applies.
+    let by_ip;
     let caller = match (&claims, &route.rate_limit) {
-        (_, None) => String::new(),
-        (Some(c), Some(_)) => format!("u:{}", c.sub),
+        (_, None) => "",
+        (Some(c), Some(_)) => c.derived.caller.as_str(),
         (None, Some(_)) => {
-            format!("ip:{}", client_ip(&parts).map(|ip| ip.to_string()).unwrap_or_else(|| "unknown".into()))
+            by_ip = format!("ip:{}", client_ip(&parts).map(|ip| ip.to_string()).unwrap_or_else(|| "unknown".into()));
+            by_ip.as_str()
         }
     };
-    let verdict = gw.limits.check(claims.as_ref().map(|c| c.jti.as_str()), route.rate_limit.as_deref(), &caller).await;
+    let verdict = gw.limits.check(claims.as_ref().map(|c| c.jti.as_str()), route.rate_limit.as_deref(), caller).await;
     if verdict.revoked {
         return unauthorized(Some(TokenError::Revoked));
     }
@@ -404,11 +406,11 @@ fn upstream_headers(parts: &mut axum::http::request::Parts, claims: Option<&Clai
     let host = h.remove(header::HOST);
     h.remove(header::CONTENT_LENGTH);
     if let Some(c) = claims {
-        if let Ok(v) = HeaderValue::from_str(&c.sub.to_string()) {
-            h.insert(USER_ID.clone(), v);
+        if let Some(v) = &c.derived.user_id {
+            h.insert(USER_ID.clone(), v.clone());
         }
-        if let Ok(v) = HeaderValue::from_str(&c.roles.join(",")) {
-            h.insert(ROLES.clone(), v);
+        if let Some(v) = &c.derived.roles {
+            h.insert(ROLES.clone(), v.clone());
         }
     }
     if let Some(peer) = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()) {
