@@ -6,12 +6,13 @@
 //!   `<ns>:identity:denylist:<jti>` (expiring with the token) and adds the
 //!   id to the sorted set `<ns>:identity:denylist` (scored with its
 //!   expiry), publishes the token id on `<ns>:identity:revocations`, and
-//!   reads which gateway copies
-//!   are current; then the logout waits until each of them has acknowledged
-//!   the token or has stopped trusting itself, whichever comes first.
+//!   reads which gateway copies may be current; then the logout waits until
+//!   each of them has acknowledged the token or has stopped trusting
+//!   itself, whichever comes first.
 //! - Each gateway keeps a [`Revocations`] copy: filled from the sorted set
 //!   at start, kept up to date from the channel, each token acknowledged (its
-//!   copy's id pushed on `<ns>:identity:revocations:<jti>`) once applied.
+//!   copy's id pushed on `<ns>:identity:revocations:<nonce>`, the nonce of
+//!   the logout's call) once applied.
 //!
 //! # When a copy trusts itself
 //! A copy is *current* until [`FRESH`] after the moment it last opened a
@@ -26,13 +27,16 @@
 //!
 //! Why a logged-out token can never pass a current copy: the revoke script
 //! runs at one instant T. A copy that registered before T and whose window
-//! is still open is in the set [`revoke`] reads: the logout waits for its
-//! acknowledgement, or, if none comes (its subscription died without its
-//! knowing, it is stuck), until its window has closed. A copy that
-//! registers after T pings after T, so it holds the token (it got the
-//! message, or it subscribed after T and loaded the key) before its new
-//! window opens. A logout therefore waits at most `FRESH` (500 ms), and
-//! only when a copy fails; normally a few hundred microseconds.
+//! may still be open (its registration ends after T minus a 2 s margin for
+//! a step of Redis's clock) is in the set [`revoke`] reads: the logout
+//! waits for its acknowledgement, or, if none comes (its subscription died
+//! without its knowing, it is stuck), `FRESH` after T, when any window
+//! opened before T has closed. A copy that registers after T pings after
+//! T, so it holds the token (it got the message, or it subscribed after T
+//! and loaded the sorted set) before its new window opens. A stopping copy
+//! stops trusting itself, then leaves the set. A logout therefore waits at
+//! most `FRESH` (500 ms), and only when a copy fails; normally a few
+//! hundred microseconds.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -78,8 +82,9 @@ impl Names {
         format!("{}revocations", self.prefix)
     }
 
-    fn acks(&self, jti: &str) -> String {
-        format!("{}revocations:{jti}", self.prefix)
+    /// Where the copies acknowledge one revocation (`nonce`: the call's).
+    fn acks(&self, nonce: &str) -> String {
+        format!("{}revocations:{nonce}", self.prefix)
     }
 
     fn copies(&self) -> String {
@@ -93,8 +98,9 @@ impl Names {
     }
 }
 
-/// Marks the token, publishes it, and answers the copies whose window is
-/// open with the milliseconds it stays open.
+/// Marks the token, publishes it, and answers the copies whose window may
+/// be open: every copy registered less than `ARGV[5]` ms before its
+/// window's end (a margin for a step of Redis's clock).
 const REVOKE: &str = r"
 redis.call('SET', KEYS[1], '1', 'EX', ARGV[1])
 local t = redis.call('TIME')
@@ -103,14 +109,9 @@ redis.call('ZADD', KEYS[4], now + tonumber(ARGV[4]), ARGV[3])
 redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now)
 if redis.call('PTTL', KEYS[4]) < tonumber(ARGV[4]) then redis.call('PEXPIRE', KEYS[4], ARGV[4]) end
 redis.call('PUBLISH', KEYS[2], ARGV[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
-local open = redis.call('ZRANGEBYSCORE', KEYS[3], '(' .. now, '+inf', 'WITHSCORES')
-local out = {}
-for i = 1, #open, 2 do
-  out[#out + 1] = open[i]
-  out[#out + 1] = tonumber(open[i + 1]) - now
-end
-return out
+local since = now - tonumber(ARGV[5])
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', since)
+return redis.call('ZRANGEBYSCORE', KEYS[3], '(' .. since, '+inf')
 ";
 
 /// Opens a copy's window: its id with Redis's clock plus `ARGV[2]` ms.
@@ -130,6 +131,10 @@ pub struct Revoked {
     pub waited_out: usize,
 }
 
+/// How far Redis's clock may step forward between a copy's registration
+/// and a revocation without a copy being missed (NTP, a VM resumed).
+const CLOCK_MARGIN: Duration = Duration::from_secs(2);
+
 /// Revokes the token `jti` for `ttl` (until it expires): from the moment
 /// this returns, no gateway lets it through (see the module's doc).
 /// `con` runs the script; a separate connection of `client` waits for the
@@ -141,37 +146,47 @@ pub async fn revoke(
     jti: &str,
     ttl: Duration,
 ) -> redis::RedisResult<Revoked> {
-    let open: Vec<(String, u64)> = redis::Script::new(REVOKE)
+    // Acknowledgements of this call only (a second logout of the same
+    // token waits for its own).
+    let nonce = uuid::Uuid::new_v4().simple().to_string();
+    let open: Vec<String> = redis::Script::new(REVOKE)
         .key(names.denylist_key(jti))
         .key(names.channel())
         .key(names.copies())
         .key(names.index())
         .arg(ttl.as_secs().max(1))
-        .arg(format!("{jti} {}", ttl.as_millis().max(1)))
+        .arg(format!("{jti} {} {nonce}", ttl.as_millis().max(1)))
         .arg(jti)
         .arg(ttl.as_millis().max(1) as u64)
+        .arg(CLOCK_MARGIN.as_millis() as u64)
         .invoke_async(con)
         .await?;
-    let started = Instant::now();
-    let Some(longest) = open.iter().map(|(_, ms)| *ms).max() else {
+    if open.is_empty() {
         return Ok(Revoked::default());
-    };
-    let deadline = started + Duration::from_millis(longest);
-    let mut waiting: HashSet<String> = open.into_iter().map(|(id, _)| id).collect();
-    let copies = waiting.len();
-    let acks = names.acks(jti);
+    }
+    // No window opened before the script ran lasts longer than FRESH from
+    // now (on any clock that runs at the same rate as Redis's).
+    let deadline = Instant::now() + FRESH;
+    let copies = open.len();
+    let mut waiting: HashSet<String> = open.into_iter().collect();
+    let acks = names.acks(&nonce);
     let config =
         redis::AsyncConnectionConfig::new().set_connection_timeout(Some(FRESH)).set_response_timeout(Some(FRESH * 2));
-    match client.get_multiplexed_async_connection_with_config(&config).await {
-        Ok(mut waiter) => {
+    let connecting = client.get_multiplexed_async_connection_with_config(&config);
+    match tokio::time::timeout_at(deadline.into(), connecting).await {
+        Ok(Ok(mut waiter)) => {
             while !waiting.is_empty() {
                 let left = deadline.saturating_duration_since(Instant::now());
                 if left.is_zero() {
                     break;
                 }
                 // BLPOP's timeout is in seconds; 0 would block for ever.
+                let mut blpop = redis::cmd("BLPOP");
+                blpop.arg(&acks).arg(left.as_secs_f64().max(0.001));
                 let popped: RedisPop =
-                    redis::cmd("BLPOP").arg(&acks).arg(left.as_secs_f64().max(0.001)).query_async(&mut waiter).await;
+                    tokio::time::timeout(left + Duration::from_millis(100), blpop.query_async(&mut waiter))
+                        .await
+                        .unwrap_or_else(|_| Ok(None));
                 match popped {
                     Ok(Some((_, id))) => {
                         waiting.remove(&id);
@@ -183,9 +198,10 @@ pub async fn revoke(
                     }
                 }
             }
-            let _: redis::RedisResult<()> = redis::cmd("DEL").arg(&acks).query_async(&mut waiter).await;
+            // The acknowledgements left expire by themselves (10 s).
         }
-        Err(e) => tracing::warn!(error = %e, "no connection to wait for revocation acknowledgements"),
+        Ok(Err(e)) => tracing::warn!(error = %e, "no connection to wait for revocation acknowledgements"),
+        Err(_) => tracing::warn!("no connection to wait for revocation acknowledgements within {FRESH:?}"),
     }
     if !waiting.is_empty() {
         // A copy that did not answer may still trust itself until its
@@ -292,10 +308,8 @@ async fn follow(inner: Arc<Inner>, client: redis::Client, names: Names, stop: Ca
     let mut pause = Duration::from_millis(500);
     loop {
         let mut was_current = false;
-        let result = tokio::select! {
-            r = follow_once(&inner, &client, &names, &id, &stop, &mut was_current) => r,
-            _ = stop.cancelled() => Ok(()),
-        };
+        // It watches `stop` itself, so it can say it stopped.
+        let result = follow_once(&inner, &client, &names, &id, &stop, &mut was_current).await;
         inner.current_until.store(0, Ordering::Release);
         current.set(0.0);
         if stop.is_cancelled() {
@@ -341,14 +355,18 @@ async fn follow_once(
     loop {
         tokio::select! {
             _ = stop.cancelled() => {
-                // Logouts need not wait for this copy's window any more.
-                let _: redis::RedisResult<()> =
-                    redis::cmd("ZREM").arg(names.copies()).arg(id).query_async(&mut con).await;
+                // Not trusted any more, then logouts need not wait for it.
+                inner.current_until.store(0, Ordering::Release);
+                let mut zrem = redis::cmd("ZREM");
+                zrem.arg(names.copies()).arg(id);
+                let _ = bounded(CALL_TIMEOUT, zrem.query_async::<()>(&mut con)).await;
                 return Ok(());
             }
             msg = stream.next() => {
-                let msg = msg.ok_or_else(|| anyhow::anyhow!("the subscription was closed"))?;
-                apply(inner, &mut con, names, id, &msg).await?;
+                let first = msg.ok_or_else(|| anyhow::anyhow!("the subscription was closed"))?;
+                let mut msgs = vec![first];
+                msgs.extend(ready(&mut stream)?);
+                apply(inner, &mut con, names, id, &msgs).await?;
             }
             _ = tick.tick() => {
                 let opened = Instant::now();
@@ -356,10 +374,8 @@ async fn follow_once(
                     .await?;
                 bounded(CALL_TIMEOUT, sink.ping::<redis::Value>()).await?;
                 // Whatever arrived before the answer is queued by now.
-                while let Some(next) = stream.next().now_or_never() {
-                    let msg = next.ok_or_else(|| anyhow::anyhow!("the subscription was closed"))?;
-                    apply(inner, &mut con, names, id, &msg).await?;
-                }
+                let msgs = ready(&mut stream)?;
+                apply(inner, &mut con, names, id, &msgs).await?;
                 inner.current_until.store(inner.nanos(opened + FRESH), Ordering::Release);
                 current.set(1.0);
                 *was_current = true;
@@ -389,24 +405,46 @@ async fn load(inner: &Inner, con: &mut redis::aio::MultiplexedConnection, names:
     Ok(())
 }
 
-/// Adds a published token to the copy, then acknowledges it.
+/// The messages already queued on the subscription, all of them (outside
+/// tokio's cooperative budget, which could otherwise say "none" while some
+/// are queued).
+fn ready(stream: &mut redis::aio::PubSubStream) -> anyhow::Result<Vec<redis::Msg>> {
+    let mut msgs = Vec::new();
+    while let Some(next) = tokio::task::unconstrained(stream.next()).now_or_never() {
+        msgs.push(next.ok_or_else(|| anyhow::anyhow!("the subscription was closed"))?);
+    }
+    Ok(msgs)
+}
+
+/// Adds published tokens to the copy, then acknowledges them, in one
+/// round trip.
 async fn apply(
     inner: &Inner,
     con: &mut redis::aio::MultiplexedConnection,
     names: &Names,
     id: &str,
-    msg: &redis::Msg,
+    msgs: &[redis::Msg],
 ) -> anyhow::Result<()> {
-    let payload: String = msg.get_payload()?;
-    let Some((jti, ttl_ms)) = payload.split_once(' ').and_then(|(j, t)| Some((j, t.parse::<u64>().ok()?))) else {
-        tracing::warn!(payload, "unreadable revocation message ignored");
-        return Ok(());
-    };
-    let expires = Instant::now() + Duration::from_millis(ttl_ms);
-    inner.insert([(jti.into(), expires)]);
-    let acks = names.acks(jti);
+    let now = Instant::now();
+    let mut revoked = Vec::with_capacity(msgs.len());
     let mut pipe = redis::pipe();
-    pipe.rpush(&acks, id).ignore().pexpire(&acks, 10_000).ignore();
+    for msg in msgs {
+        let payload: String = msg.get_payload()?;
+        let mut fields = payload.split(' ');
+        let (Some(jti), Some(Ok(ttl_ms)), Some(nonce)) =
+            (fields.next(), fields.next().map(str::parse::<u64>), fields.next())
+        else {
+            tracing::warn!(payload, "unreadable revocation message ignored");
+            continue;
+        };
+        revoked.push((Box::<str>::from(jti), now + Duration::from_millis(ttl_ms)));
+        let acks = names.acks(nonce);
+        pipe.rpush(&acks, id).ignore().pexpire(&acks, 10_000).ignore();
+    }
+    if revoked.is_empty() {
+        return Ok(());
+    }
+    inner.insert(revoked);
     bounded(CALL_TIMEOUT, pipe.query_async::<()>(con)).await?;
     Ok(())
 }

@@ -336,7 +336,9 @@ where
                     }
                 });
             }
-            // Stop reading new requests; the ones in flight finish.
+            // Connections handed over but not served yet are closed; the
+            // ones served stop reading new requests, those in flight finish.
+            drop(inbox);
             connections.shutdown().await;
             Ok(())
         })

@@ -70,6 +70,20 @@ async fn a_current_copy_holds_every_revoked_token_the_moment_revoke_returns() {
         assert_eq!((revoked.acknowledged, revoked.waited_out), (1, 0));
         assert_eq!(s.copy.check(&jti), Some(true));
     }
+
+    // Two logouts of one token at once: each gets its own acknowledgement.
+    let jti = uuid::Uuid::now_v7().to_string();
+    let (first, second) = tokio::join!(s.revoke(&jti), s.revoke(&jti));
+    assert_eq!((first.acknowledged, second.acknowledged), (1, 1), "{first:?} {second:?}");
+
+    // A copy that stops stops trusting itself and leaves: logouts no longer
+    // wait for it.
+    s.stop.cancel();
+    eventually(10, "the stopped copy has left", || async {
+        (s.revoke(&uuid::Uuid::now_v7().to_string()).await == revocations::Revoked::default()).then_some(())
+    })
+    .await;
+    assert_eq!(s.copy.check(&jti), None);
 }
 
 /// The copy's connections hang (no error, no answer): it cannot acknowledge,

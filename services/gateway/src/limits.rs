@@ -97,7 +97,11 @@ const LEASE_TTL: Duration = Duration::from_secs(5);
 /// The tokens a thread takes ahead from a bucket: a sixteenth of the burst,
 /// at most 256 (0: none; small limits are always checked one by one).
 fn lease_size(p: &Policy) -> u32 {
-    (p.burst / 16).min(256)
+    lease_of_burst(p.burst)
+}
+
+fn lease_of_burst(burst: u32) -> u32 {
+    (burst / 16).min(256)
 }
 
 /// Tokens this thread took ahead from one bucket.
@@ -393,7 +397,10 @@ impl Batcher {
 
 /// Adds `tokens` taken ahead from the bucket `key` to those this thread
 /// still holds.
-fn add_lease(leases: &Leases, key: &str, tokens: u32, remaining: u32, reset_secs: u64) {
+/// A thread never holds more than one lease of a bucket: a renewal that
+/// lands after a request brought a new lease adds only up to that (the
+/// rest was taken from the bucket and goes unused, as expired leases do).
+fn add_lease(leases: &Leases, key: &str, tokens: u32, remaining: u32, reset_secs: u64, burst: u32) {
     let mut leases = leases.lock().unwrap_or_else(|e| e.into_inner());
     let now = Instant::now();
     if leases.len() >= 4096 {
@@ -414,7 +421,7 @@ fn add_lease(leases: &Leases, key: &str, tokens: u32, remaining: u32, reset_secs
             renewing: false,
         }),
     };
-    lease.left += tokens;
+    lease.left = (lease.left + tokens).min(lease_of_burst(burst));
     lease.until = now + LEASE_TTL;
     lease.remaining = remaining;
     lease.reset_secs = reset_secs;
@@ -599,7 +606,7 @@ async fn call(
         }
         if g.lease > 0 {
             let left = (avail - passed - leased).max(0) as u32;
-            add_lease(leases, g.key, leased.max(0) as u32, left, secs_ceil(reset_us));
+            add_lease(leases, g.key, leased.max(0) as u32, left, secs_ceil(reset_us), g.burst);
         }
     }
     Ok(answers)

@@ -153,9 +153,10 @@ impl Guard {
         let jti = jti.to_string();
         let ttl = Duration::from_secs(ttl_secs.max(1));
         let revoke = revocations::revoke(&self.client, &mut conn, &self.names, &jti, ttl);
-        let waited = tokio::time::timeout(TIMEOUT + revocations::FRESH * 2, revoke)
+        // The script's round trip, then at most FRESH for the copies.
+        let waited = tokio::time::timeout(TIMEOUT + revocations::FRESH * 3, revoke)
             .await
-            .map_err(|_| unavailable("revocation not confirmed within 2 s"))?
+            .map_err(|_| unavailable("revocation not confirmed within 2.5 s"))?
             .map_err(unavailable)?;
         tracing::debug!(acknowledged = waited.acknowledged, waited_out = waited.waited_out, "token revoked");
         Ok(())

@@ -155,8 +155,14 @@ pub async fn logout(st: &AppState, claims: &AccessClaims, refresh_token: Option<
         tx.commit().await?;
     }
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    st.guard.deny(claims.jti, claims.remaining_secs(now)).await
+    // Past its expiry too: the gateway accepts a token up to 30 s after it
+    // (clock leeway), and a logged-out one must not come back then.
+    st.guard.deny(claims.jti, claims.remaining_secs(now) + DENY_PAST_EXPIRY_SECS).await
 }
+
+/// How long a logged-out token stays denylisted after it expires: more
+/// than the gateway's clock leeway (30 s).
+const DENY_PAST_EXPIRY_SECS: u64 = 60;
 
 pub async fn get_user(db: &PgPool, id: Uuid) -> Result<User, IdentityError> {
     let mut conn = db.acquire().await?;
