@@ -98,18 +98,19 @@ impl Names {
     }
 }
 
-/// Marks the token, publishes it, and answers the copies whose window may
-/// be open: every copy registered less than `ARGV[5]` ms before its
-/// window's end (a margin for a step of Redis's clock).
+/// Marks the token `ARGV[2]` for `ARGV[1]` ms, publishes `ARGV[3]`, and
+/// answers the copies whose window may be open: every copy registered less
+/// than `ARGV[4]` ms before its window's end (a margin for a step of
+/// Redis's clock).
 const REVOKE: &str = r"
-redis.call('SET', KEYS[1], '1', 'EX', ARGV[1])
+redis.call('SET', KEYS[1], '1', 'PX', ARGV[1])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('ZADD', KEYS[4], now + tonumber(ARGV[4]), ARGV[3])
+redis.call('ZADD', KEYS[4], now + tonumber(ARGV[1]), ARGV[2])
 redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now)
-if redis.call('PTTL', KEYS[4]) < tonumber(ARGV[4]) then redis.call('PEXPIRE', KEYS[4], ARGV[4]) end
-redis.call('PUBLISH', KEYS[2], ARGV[2])
-local since = now - tonumber(ARGV[5])
+if redis.call('PTTL', KEYS[4]) < tonumber(ARGV[1]) then redis.call('PEXPIRE', KEYS[4], ARGV[1]) end
+redis.call('PUBLISH', KEYS[2], ARGV[3])
+local since = now - tonumber(ARGV[4])
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', since)
 return redis.call('ZRANGEBYSCORE', KEYS[3], '(' .. since, '+inf')
 ";
@@ -119,7 +120,6 @@ const REGISTER: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
-return now
 ";
 
 /// What a revocation waited for.
@@ -149,15 +149,15 @@ pub async fn revoke(
     // Acknowledgements of this call only (a second logout of the same
     // token waits for its own).
     let nonce = uuid::Uuid::new_v4().simple().to_string();
+    let ttl_ms = ttl.as_millis().max(1) as u64;
     let open: Vec<String> = redis::Script::new(REVOKE)
         .key(names.denylist_key(jti))
         .key(names.channel())
         .key(names.copies())
         .key(names.index())
-        .arg(ttl.as_secs().max(1))
-        .arg(format!("{jti} {} {nonce}", ttl.as_millis().max(1)))
+        .arg(ttl_ms)
         .arg(jti)
-        .arg(ttl.as_millis().max(1) as u64)
+        .arg(format!("{jti} {ttl_ms} {nonce}"))
         .arg(CLOCK_MARGIN.as_millis() as u64)
         .invoke_async(con)
         .await?;
@@ -289,8 +289,7 @@ impl Revocations {
     /// Whether the token `jti` is revoked, when the copy is current; `None`
     /// when it is not, and Redis must be asked.
     pub fn check(&self, jti: &str) -> Option<bool> {
-        let until = self.inner.current_until.load(Ordering::Acquire);
-        if self.inner.nanos(Instant::now()) >= until {
+        if !self.is_current() {
             return None;
         }
         Some(self.inner.local().read().unwrap_or_else(|p| p.into_inner()).contains(jti))
@@ -370,7 +369,7 @@ async fn follow_once(
             }
             _ = tick.tick() => {
                 let opened = Instant::now();
-                bounded(CALL_TIMEOUT, register.key(names.copies()).arg(id).arg(FRESH.as_millis() as u64).invoke_async::<i64>(&mut con))
+                bounded(CALL_TIMEOUT, register.key(names.copies()).arg(id).arg(FRESH.as_millis() as u64).invoke_async::<()>(&mut con))
                     .await?;
                 bounded(CALL_TIMEOUT, sink.ping::<redis::Value>()).await?;
                 // Whatever arrived before the answer is queued by now.

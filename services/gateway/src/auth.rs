@@ -129,7 +129,7 @@ struct Inner {
     /// (they share no lock and no reference count), emptied whenever the
     /// key set changes (`generation`) and when it grows past
     /// `VERIFIED_CAPACITY`. Expiry is still checked on every use, and the
-    /// denylist in Redis every time.
+    /// denylist every time (by `crate::limits`).
     verified: thread_local::ThreadLocal<std::cell::RefCell<Verified>>,
     /// Bumped whenever the key set changes.
     generation: std::sync::atomic::AtomicU64,

@@ -96,11 +96,7 @@ const LEASE_TTL: Duration = Duration::from_secs(5);
 
 /// The tokens a thread takes ahead from a bucket: a sixteenth of the burst,
 /// at most 256 (0: none; small limits are always checked one by one).
-fn lease_size(p: &Policy) -> u32 {
-    lease_of_burst(p.burst)
-}
-
-fn lease_of_burst(burst: u32) -> u32 {
+fn lease_size(burst: u32) -> u32 {
     (burst / 16).min(256)
 }
 
@@ -180,11 +176,12 @@ impl Limits {
         let redis = Arc::new(OnceLock::new());
         let client = redis::Client::open(redis_url)?;
         tokio::spawn(connect(client.clone(), redis.clone(), shutdown.clone()));
+        let names = Names::new(namespace);
         Ok(Limits {
             redis,
             per_thread: thread_local::ThreadLocal::new(),
-            revocations: Revocations::follow(client.clone(), Names::new(namespace), shutdown.clone()),
-            names: Names::new(namespace),
+            revocations: Revocations::follow(client.clone(), names.clone(), shutdown.clone()),
+            names,
             client,
             shutdown,
             script: Arc::new(redis::Script::new(SCRIPT)),
@@ -327,7 +324,7 @@ impl Job {
             interval_us: interval_us(p),
             burst: p.burst,
             takes: true,
-            lease: lease_size(p),
+            lease: lease_size(p.burst),
             reply: Some(reply),
         }
     }
@@ -371,7 +368,7 @@ impl Batcher {
             return None;
         }
         lease.left -= 1;
-        let size = lease_size(p);
+        let size = lease_size(p.burst);
         let rate = Rate {
             allowed: true,
             limit: p.burst,
@@ -397,6 +394,7 @@ impl Batcher {
 
 /// Adds `tokens` taken ahead from the bucket `key` to those this thread
 /// still holds.
+///
 /// A thread never holds more than one lease of a bucket: a renewal that
 /// lands after a request brought a new lease adds only up to that (the
 /// rest was taken from the bucket and goes unused, as expired leases do).
@@ -421,7 +419,7 @@ fn add_lease(leases: &Leases, key: &str, tokens: u32, remaining: u32, reset_secs
             renewing: false,
         }),
     };
-    lease.left = (lease.left + tokens).min(lease_of_burst(burst));
+    lease.left = (lease.left + tokens).min(lease_size(burst));
     lease.until = now + LEASE_TTL;
     lease.remaining = remaining;
     lease.reset_secs = reset_secs;
