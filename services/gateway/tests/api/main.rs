@@ -64,10 +64,16 @@ struct Setup {
 }
 
 async fn setup() -> Setup {
+    setup_with(1, |_| {}).await
+}
+
+/// [`setup`] with `replicas` gateways and their environment changed by
+/// `configure`.
+async fn setup_with(replicas: usize, configure: impl FnOnce(&mut platform::testing::TestEnv)) -> Setup {
     let key = SigningKey::generate("k1");
     let jwks = Jwks::start(&[&key]).await;
     let up = helpers::Upstream::start("a").await;
-    let gw = spawn(&routes(&up.url()), &jwks.url).await;
+    let gw = spawn_n(replicas, &routes(&up.url()), &jwks.url, configure).await;
     Setup { gw, up, jwks, key }
 }
 
@@ -174,10 +180,7 @@ async fn a_logged_out_token_is_refused() {
 /// rate limit checks tokens without any Redis round trip.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_logout_reaches_every_gateways_copy_before_it_returns() {
-    let key = SigningKey::generate("k1");
-    let jwks = Jwks::start(&[&key]).await;
-    let up = helpers::Upstream::start("a").await;
-    let mut gws = spawn_n(2, &routes(&up.url()), &jwks.url, |_| {}).await;
+    let Setup { gw: mut gws, key, up: _up, jwks: _jwks } = setup_with(2, |_| {}).await;
     gws.copies_current().await;
     eventually(10, "the copy reports current", || async {
         (metric(&gws.metrics().await, "revocations_copy_current") == Some(1.0)).then_some(())
@@ -216,10 +219,7 @@ async fn a_logout_reaches_every_gateways_copy_before_it_returns() {
 async fn a_logout_while_a_copy_lost_its_subscription_still_fails_at_once() {
     let redis_server = PrivateRedis::start().await;
     let url = redis_server.url.clone();
-    let key = SigningKey::generate("k1");
-    let jwks = Jwks::start(&[&key]).await;
-    let up = helpers::Upstream::start("a").await;
-    let gw = spawn_n(1, &routes(&up.url()), &jwks.url, |env| {
+    let Setup { gw, key, up: _up, jwks: _jwks } = setup_with(1, |env| {
         env.set("FEIRA_REDIS_URL", url);
     })
     .await;
@@ -357,10 +357,7 @@ async fn an_unknown_route_is_a_404_problem() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_body_over_the_limit_is_a_413_problem() {
-    let key = SigningKey::generate("k1");
-    let jwks = Jwks::start(&[&key]).await;
-    let up = helpers::Upstream::start("a").await;
-    let gw = spawn_n(1, &routes(&up.url()), &jwks.url, |env| {
+    let Setup { gw, up, jwks: _jwks, key: _key } = setup_with(1, |env| {
         env.set("FEIRA_HTTP_BODY_LIMIT", "1024");
     })
     .await;
